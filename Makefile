@@ -1,0 +1,44 @@
+# Steward: `make up` runs the stack here, `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install lock up down logs test test-fast bench bench-gateway migrate clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# Re-pin the dependency tree after changing requirements.in.
+lock:
+	python3 -m venv /tmp/steward-lock && /tmp/steward-lock/bin/pip install -q -r requirements.in && \
+	/tmp/steward-lock/bin/pip freeze --exclude-editable | grep -v '^steward' > requirements.lock
+
+up: install
+	$(PY) -m scripts.stack up
+
+down:
+	$(PY) -m scripts.stack down
+
+logs:
+	$(PY) -m scripts.stack logs
+
+migrate: install
+	$(PY) -m shared.migrations
+
+test: install
+	$(PY) -m pytest -q
+
+bench: bench-gateway
+
+bench-gateway: install
+	$(PY) -m bench.gateway
+
+clean: down
+	rm -rf $(VENV) .steward

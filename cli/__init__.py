@@ -1,0 +1,1 @@
+"""``steward``: the command line client of the REST API."""

@@ -1,0 +1,1 @@
+"""The public API: a Falcon app under gunicorn, talking RPC to the services."""

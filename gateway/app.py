@@ -1,0 +1,46 @@
+"""``create_app(settings)`` builds the API from what it is given; ``get_app()`` is gunicorn's entry."""
+import falcon
+
+from gateway import errors
+from gateway.middleware import Authentication, PrincipalCache, RequestContext
+from gateway.resources.docs import SWAGGER_STATIC, OpenAPIDocument, SwaggerPage
+from gateway.resources.health import Health
+from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
+from gateway.resources.servers import ServerCollection, ServerItem
+from gateway.resources.settings import RabbitMQTest, Settings
+from gateway.routes import OPERATIONS, PREFIX
+from shared.config import load_settings
+from shared.logs import configure_logging
+from shared.rpc import RpcClient
+
+
+def create_app(settings, rpc=None):
+    options = settings.section("gateway")
+    rpc = rpc or RpcClient(settings.amqp_uri, timeout=float(options.get("rpc_timeout_seconds", 10)))
+    inventory = rpc.service("inventory")
+    cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)))
+
+    app = falcon.App(middleware=[RequestContext(), Authentication(inventory.authenticate, cache)])
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+
+    app.add_route(f"{PREFIX}/servers", ServerCollection(inventory))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", ServerItem(inventory))
+    app.add_route(f"{PREFIX}/settings", Settings(inventory))
+    app.add_route(f"{PREFIX}/settings/rabbitmq/test", RabbitMQTest(inventory))
+    app.add_route(f"{PREFIX}/users", UserCollection(inventory))
+    app.add_route(f"{PREFIX}/users/{{user_id:int}}", UserItem(inventory))
+    app.add_route(f"{PREFIX}/tokens", TokenCollection(inventory))
+    app.add_route(f"{PREFIX}/tokens/{{token_id:int}}", TokenItem(inventory))
+
+    app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
+    app.add_route(f"{PREFIX}/docs", SwaggerPage())
+    app.add_static_route(f"{PREFIX}/docs/static", SWAGGER_STATIC)
+    app.add_route("/healthz", Health(settings.amqp_uri, rpc, list(options.get("services") or ["inventory"])))
+    return app
+
+
+def get_app():
+    settings = load_settings()
+    configure_logging("gateway", settings.get("LOG_LEVEL", "INFO"))
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Inventory: managed servers, their components, admin settings and identity."""

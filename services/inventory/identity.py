@@ -1,0 +1,153 @@
+"""Users, groups, server users and API tokens."""
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.inventory.models import ApiToken, Group, Server, User
+from shared.authz import is_admin, require_role
+from shared.crypto import new_token, token_hash
+from shared.errors import DuplicateName, NotAuthenticated, PermissionDenied, TokenNotFound, UserNotFound
+from shared.schemas.identity import SERVERS_GROUP
+
+# A token's last_used_at is refreshed at most this often, so auth stays a read.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def principal_of(user):
+    return {"user_id": user.id, "name": user.name, "role": user.role, "groups": [g.name for g in user.groups]}
+
+
+def user_dict(user):
+    return {
+        "id": user.id,
+        "name": user.name,
+        "role": user.role,
+        "groups": [g.name for g in user.groups],
+        "created_at": user.created_at,
+    }
+
+
+def token_dict(token):
+    return {
+        "id": token.id,
+        "name": token.name,
+        "user": token.user.name,
+        "prefix": token.prefix,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "last_used_at": token.last_used_at,
+    }
+
+
+class Identity:
+    def __init__(self, session, now=lambda: datetime.now(timezone.utc)):
+        self.session = session
+        self.now = now
+
+    # -- users and groups ----------------------------------------------
+    def _group(self, name):
+        group = self.session.scalar(select(Group).where(Group.name == name))
+        if group is None:
+            group = Group(name=name)
+            self.session.add(group)
+            self.session.flush()
+        return group
+
+    def user_by_name(self, name):
+        user = self.session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise UserNotFound(f"no user named {name}", {"user": [f"no user named {name}"]})
+        return user
+
+    def user_by_id(self, user_id):
+        user = self.session.get(User, user_id)
+        if user is None:
+            raise UserNotFound(f"no user with id {user_id}")
+        return user
+
+    def list_users(self):
+        return list(self.session.scalars(select(User).order_by(User.name)))
+
+    def create_user(self, name, role="viewer", groups=(), auto_created=False):
+        user = User(name=name, role=role, auto_created=auto_created)
+        user.groups = [self._group(g) for g in dict.fromkeys(groups)]
+        self.session.add(user)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            raise DuplicateName(f"a user named {name} already exists", {"name": ["already exists"]}) from None
+        return user
+
+    def update_user(self, user_id, changes):
+        user = self.user_by_id(user_id)
+        if "role" in changes:
+            user.role = changes["role"]
+        if "groups" in changes:
+            user.groups = [self._group(g) for g in dict.fromkeys(changes["groups"])]
+        self.session.flush()
+        return user
+
+    def delete_user(self, user_id):
+        user = self.user_by_id(user_id)
+        owns = self.session.scalar(select(Server.name).where(Server.server_user_id == user.id).limit(1))
+        if owns is not None:
+            raise PermissionDenied(f"{user.name} is the server user of {owns}; give that server another user first")
+        self.session.delete(user)
+        self.session.flush()
+
+    def server_user(self, name=None):
+        """The user a new server belongs to: the one named, or a new random one."""
+        if name is None:
+            return self.create_user(f"srv-{secrets.token_hex(6)}", role="operator", groups=[SERVERS_GROUP], auto_created=True)
+        user = self.user_by_name(name)
+        if SERVERS_GROUP not in {g.name for g in user.groups}:
+            user.groups = [*user.groups, self._group(SERVERS_GROUP)]
+        return user
+
+    # -- tokens ----------------------------------------------------------
+    def create_token(self, user, name="api", expires_in_days=None):
+        secret = new_token()
+        token = ApiToken(
+            user=user,
+            name=name,
+            token_hash=token_hash(secret),
+            prefix=secret[:8],
+            expires_at=self.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        self.session.add(token)
+        self.session.flush()
+        return token, secret
+
+    def tokens_visible_to(self, principal, user_name=None):
+        query = select(ApiToken).join(ApiToken.user).order_by(ApiToken.id)
+        if not is_admin(principal):
+            query = query.where(ApiToken.user_id == principal["user_id"])
+        if user_name:
+            query = query.where(User.name == user_name)
+        return list(self.session.scalars(query))
+
+    def delete_token(self, principal, token_id):
+        token = self.session.get(ApiToken, token_id)
+        if token is None or (not is_admin(principal) and token.user_id != principal["user_id"]):
+            raise TokenNotFound(f"no token with id {token_id}")
+        self.session.delete(token)
+        self.session.flush()
+
+    def token_owner_for(self, principal, user_name):
+        """Whose token a caller may create: their own, or anyone's for an admin."""
+        if not user_name or user_name == principal["name"]:
+            return self.user_by_id(principal["user_id"])
+        require_role(principal, "admin")
+        return self.user_by_name(user_name)
+
+    def authenticate(self, secret):
+        token = self.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(secret)))
+        now = self.now()
+        if token is None or (token.expires_at is not None and token.expires_at <= now):
+            raise NotAuthenticated("the API token is unknown, revoked or expired")
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            self.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+        return principal_of(token.user)

@@ -1,0 +1,110 @@
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db import make_base
+
+Base = make_base("inventory")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # Made for one server when none was named; removed with that server.
+    auto_created: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    groups: Mapped[list["Group"]] = relationship(secondary="inventory.user_groups", lazy="selectin", order_by="Group.name")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class UserGroup(Base):
+    __tablename__ = "user_groups"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # Only the SHA-256 of the token is kept; the prefix lets an operator tell tokens apart.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Server(Base):
+    __tablename__ = "servers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(253))
+    os: Mapped[str] = mapped_column(String(16))
+    ssh_port: Mapped[int] = mapped_column(Integer)
+    ssh_user: Mapped[str] = mapped_column(String(64))
+    # Sealed with shared.crypto.SecretBox; never returned, never logged.
+    ssh_password_sealed: Mapped[str | None] = mapped_column(Text)
+    ssh_private_key_sealed: Mapped[str | None] = mapped_column(Text)
+    monitoring_api_ip: Mapped[str | None] = mapped_column(String(45))
+    runtime: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    server_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+
+    server_user: Mapped[User] = relationship(lazy="joined")
+    components: Mapped[list["ServerComponent"]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="ServerComponent.name"
+    )
+
+
+# Names are unique whatever their case, and the list sorts by this expression.
+Index("uq_servers_lower_name", func.lower(Server.name), unique=True)
+
+
+class ServerComponent(Base):
+    __tablename__ = "server_components"
+
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), server_default="not_installed")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+
+
+class SettingsSection(Base):
+    """One row per admin settings section; secret values inside are sealed."""
+
+    __tablename__ = "settings"
+
+    section: Mapped[str] = mapped_column(String(32), primary_key=True)
+    values: Mapped[dict] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+

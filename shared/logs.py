@@ -1,0 +1,62 @@
+"""JSON logging with a request id that travels gateway → RPC → services.
+
+The gateway puts the request id in a context variable; the pooled RPC client
+sends it as nameko context data (header ``nameko.request_id``); in a service
+the ``RequestContext`` dependency sets the same variable for the worker, and
+nameko forwards it on any further RPC call or event.
+"""
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+
+request_id_var = contextvars.ContextVar("request_id", default=None)
+
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def new_request_id():
+    return uuid.uuid4().hex
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, process_name):
+        super().__init__()
+        self.process_name = process_name
+
+    def format(self, record):
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "process": self.process_name,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if getattr(exc, "http_status", 500) < 500:
+                # A typed 4xx error is the caller's mistake: its code says enough.
+                entry["error"] = getattr(exc, "code", type(exc).__name__)
+            else:
+                entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(process_name, level="INFO", stream=None):
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(process_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Connection chatter from the AMQP libraries is noise at INFO.
+    for noisy in ("kombu", "amqp", "pika", "paramiko.transport"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
