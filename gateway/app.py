@@ -9,7 +9,7 @@ from gateway.resources.identity import TokenCollection, TokenItem, UserCollectio
 from gateway.resources.servers import ServerCollection, ServerItem
 from gateway.resources.settings import RabbitMQTest, Settings
 from gateway.routes import OPERATIONS, PREFIX
-from shared.config import load_settings
+from shared.config import SERVICES, load_settings
 from shared.logs import configure_logging
 from shared.rpc import RpcClient
 
@@ -36,7 +36,7 @@ def create_app(settings, rpc=None):
     app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
     app.add_route(f"{PREFIX}/docs", SwaggerPage())
     app.add_static_route(f"{PREFIX}/docs/static", SWAGGER_STATIC)
-    app.add_route("/healthz", Health(settings.amqp_uri, rpc, list(options.get("services") or ["inventory"])))
+    app.add_route("/healthz", Health(settings.amqp_uri, rpc, list(SERVICES)))
     return app
 
 

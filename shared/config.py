@@ -10,6 +10,9 @@ from pathlib import Path
 
 import yaml
 
+# Every Steward service: each runs as `python -m services.<name>` and owns the schema of that name.
+SERVICES = ("inventory",)
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "steward.yaml"
 
 # ${NAME} or ${NAME:default}; the default may be empty or hold any character but '}'.

@@ -1,6 +1,4 @@
 """nameko dependencies every service uses: database session, request context, catalogued events."""
-from functools import partial
-
 from nameko import rpc as nameko_rpc
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
@@ -13,8 +11,12 @@ from shared.errors import StewardError
 from shared.events import build_event
 from shared.logs import request_id_var
 
-# Typed errors are answers, not faults: nameko logs them as expected.
-rpc = partial(nameko_rpc.rpc, expected_exceptions=StewardError)
+
+def rpc(fn=None, **options):
+    """nameko's @rpc, with Steward's typed errors expected: they are answers, not faults."""
+    options.setdefault("expected_exceptions", StewardError)
+    decorate = nameko_rpc.rpc(**options)
+    return decorate(fn) if fn is not None else decorate
 
 
 class RequestContext(DependencyProvider):

@@ -14,7 +14,23 @@ import uuid
 
 request_id_var = contextvars.ContextVar("request_id", default=None)
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id"}
+
+
+def _stamp_request_id(factory):
+    # Stamped when the record is made, so a handler that formats later (or in
+    # another thread) still sees the id of the request that logged it.
+    def make_record(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    make_record.stamps_request_id = True
+    return make_record
+
+
+if not getattr(logging.getLogRecordFactory(), "stamps_request_id", False):
+    logging.setLogRecordFactory(_stamp_request_id(logging.getLogRecordFactory()))
 
 
 def new_request_id():
@@ -35,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None)
         if request_id:
             entry["request_id"] = request_id
         for key, value in vars(record).items():

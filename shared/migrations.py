@@ -15,11 +15,8 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from shared.config import load_settings
+from shared.config import SERVICES, load_settings
 from shared.db import make_engine
-
-# Order matters only for readability; schemas do not reference each other.
-SERVICES = ["inventory"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,146 @@
+"""Test tiers share these fixtures: a real PostgreSQL database with the
+migrations applied, a RabbitMQ vhost of the tests' own, real nameko
+containers, and the real gateway app talking to them."""
+import warnings
+
+warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
+
+import psycogreen.eventlet  # noqa: E402
+
+psycogreen.eventlet.patch_psycopg()
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+
+import psycopg2  # noqa: E402
+import pytest  # noqa: E402
+from nameko.containers import ServiceContainer  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from shared.config import SERVICES, load_settings  # noqa: E402
+from shared.db import make_engine  # noqa: E402
+from shared.migrations import upgrade  # noqa: E402
+from shared.rpc import RpcClient  # noqa: E402
+
+TEST_DB = os.environ.get("STEWARD_TEST_DB", "steward_test")
+TEST_VHOST = os.environ.get("STEWARD_TEST_VHOST", "steward_test")
+
+
+def _recreate_database(name):
+    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+
+
+def _ensure_vhost(vhost):
+    # The tests' own vhost keeps their RPC queues apart from a running `make up` stack.
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    _recreate_database(TEST_DB)
+    _ensure_vhost(TEST_VHOST)
+    environ = dict(
+        os.environ,
+        STEWARD_DB_NAME=TEST_DB,
+        STEWARD_AMQP_VHOST=TEST_VHOST,
+        STEWARD_SECRET_KEY="test-secret-key",
+        STEWARD_AUTH_CACHE_SECONDS="0",
+    )
+    loaded = load_settings(environ=environ)
+    upgrade(loaded.database_url)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    engine = make_engine(settings.database_url, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request):
+    """Each test starts from migrated, empty tables (services run in other
+    greenthreads with their own connections, so a rolled-back transaction
+    cannot isolate them)."""
+    if "settings" not in request.fixturenames and "engine" not in request.fixturenames:
+        yield
+        return
+    engine = request.getfixturevalue("engine")
+    with engine.begin() as connection:
+        for schema in SERVICES:
+            tables = connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'alembic_version'"),
+                {"s": schema},
+            ).scalars().all()
+            if tables:
+                connection.execute(text(f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)} RESTART IDENTITY CASCADE"))
+    yield
+
+
+def _container_factory(settings):
+    containers = []
+
+    def start(service_cls, config=None):
+        container = ServiceContainer(service_cls, dict(settings, **(config or {})))
+        container.start()
+        containers.append(container)
+        return container
+
+    return start, containers
+
+
+@pytest.fixture
+def start_service(settings):
+    """Start a real nameko container on the real broker; stopped after the test."""
+    start, containers = _container_factory(settings)
+    yield start
+    for container in containers:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def start_shared_service(settings):
+    """Like start_service, for stateless services many tests share (stopping one takes ~2 s)."""
+    start, containers = _container_factory(settings)
+    yield start
+    for container in containers:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def rpc(settings):
+    client = RpcClient(settings.amqp_uri, timeout=10, caller=f"tests-{uuid.uuid4().hex[:6]}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def inventory(start_shared_service):
+    from services.inventory.service import InventoryService
+
+    return start_shared_service(InventoryService)
+
+
+@pytest.fixture
+def admin_token(settings):
+    from services.inventory.bootstrap import bootstrap_admin
+
+    return bootstrap_admin(settings.database_url, "admin")
+
+
+@pytest.fixture
+def admin(rpc, admin_token, inventory):
+    return rpc.call("inventory", "authenticate", admin_token)

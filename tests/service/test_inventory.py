@@ -1,0 +1,210 @@
+"""The inventory service in a real nameko container on the real broker and database."""
+import pytest
+from kombu import Connection, Exchange, Queue
+from sqlalchemy import text
+
+from shared.errors import DuplicateName, NotAuthenticated, PermissionDenied, ServerNotFound, ValidationFailed
+from shared.events import load_event
+
+NEW_SERVER = {"name": "dns-1", "address": "10.0.0.1", "os": "ubuntu", "ssh_password": "hunter2-secret"}
+
+
+@pytest.fixture
+def inventory_events(settings):
+    """Every event the inventory emits during the test, read from a queue of the test's own."""
+    connection = Connection(settings.amqp_uri)
+    queue = Queue("test-inventory-events", Exchange("inventory.events", type="topic", durable=True), routing_key="#",
+                  auto_delete=True, durable=False)
+    bound = queue(connection.default_channel)
+    bound.declare()
+    bound.purge()
+
+    def drain():
+        received = []
+        while (message := bound.get(no_ack=True)) is not None:
+            received.append((message.delivery_info["routing_key"], message.payload))
+        return received
+
+    yield drain
+    bound.delete()
+    connection.release()
+
+
+def _user(rpc, admin, name, role):
+    rpc.call("inventory", "create_user", admin, {"name": name, "role": role})
+    token = rpc.call("inventory", "create_token", admin, {"user": name})["token"]
+    return rpc.call("inventory", "authenticate", token)
+
+
+def test_create_server_stores_sealed_secret_and_emits_event(rpc, admin, engine, inventory_events):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+
+    assert server["name"] == "dns-1" and server["state"] == "unknown"
+    assert server["ssh_auth"] == "password"
+    assert "ssh_password" not in server and "hunter2-secret" not in str(server)
+    assert server["server_user"].startswith("srv-")
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT ssh_password_sealed FROM inventory.servers")).scalar_one()
+    assert stored and "hunter2-secret" not in stored
+    assert rpc.call("inventory", "server_credentials", server["id"])["password"] == "hunter2-secret"
+
+    events = inventory_events()
+    assert [name for name, _ in events] == ["server_created"]
+    payload = load_event("server_created", events[0][1])
+    assert payload["server"]["id"] == server["id"]
+    assert "hunter2" not in str(events)
+
+
+def test_server_user_is_in_the_servers_group(rpc, admin):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    users = {u["name"]: u for u in rpc.call("inventory", "list_users", admin)}
+    assert users[server["server_user"]]["groups"] == ["servers"]
+
+
+def test_named_server_user_joins_the_servers_group(rpc, admin):
+    rpc.call("inventory", "create_user", admin, {"name": "alice", "role": "operator"})
+    server = rpc.call("inventory", "create_server", admin, dict(NEW_SERVER, server_user="alice"))
+    assert server["server_user"] == "alice"
+    users = {u["name"]: u for u in rpc.call("inventory", "list_users", admin)}
+    assert "servers" in users["alice"]["groups"]
+
+
+def test_duplicate_name_any_case_is_a_conflict_and_keeps_the_first(rpc, admin):
+    first = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    with pytest.raises(DuplicateName) as err:
+        rpc.call("inventory", "create_server", admin, dict(NEW_SERVER, name="DNS-1", address="10.0.0.2"))
+    assert "name" in err.value.details
+    page = rpc.call("inventory", "list_servers", admin, {})
+    assert page["total"] == 1 and page["items"][0]["id"] == first["id"]
+
+
+def test_invalid_input_names_each_field(rpc, admin):
+    with pytest.raises(ValidationFailed) as err:
+        rpc.call("inventory", "create_server", admin, {"name": "x", "address": "not an address", "os": "win", "extra": 1})
+    assert set(err.value.details) == {"address", "os", "extra"}
+
+
+def test_only_the_server_user_or_an_admin_may_change_a_server(rpc, admin):
+    owner = _user(rpc, admin, "owner", "operator")
+    other = _user(rpc, admin, "other", "operator")
+    viewer = _user(rpc, admin, "watcher", "viewer")
+    server = rpc.call("inventory", "create_server", admin, dict(NEW_SERVER, server_user="owner"))
+
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "update_server", other, server["id"], {"address": "10.9.9.9"})
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "delete_server", other, server["id"])
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "create_server", viewer, dict(NEW_SERVER, name="v"))
+
+    changed = rpc.call("inventory", "update_server", owner, server["id"], {"address": "10.9.9.9"})
+    assert changed["address"] == "10.9.9.9"
+    assert rpc.call("inventory", "get_server", viewer, server["id"])["address"] == "10.9.9.9"
+    rpc.call("inventory", "update_server", admin, server["id"], {"ssh_port": 2222})
+
+
+def test_update_emits_what_changed_and_replaces_the_other_secret(rpc, admin, inventory_events):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    updated = rpc.call("inventory", "update_server", admin, server["id"], {"ssh_private_key": "-----KEY-----", "os": "centos"})
+    assert updated["ssh_auth"] == "key" and updated["os"] == "centos"
+    assert rpc.call("inventory", "server_credentials", server["id"])["password"] is None
+    events = dict(inventory_events())
+    assert sorted(events["server_updated"]["changed"]) == ["os", "ssh_private_key"]
+
+
+def test_delete_removes_the_generated_server_user_and_its_tokens(rpc, admin, inventory_events):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    agent_token = rpc.call("inventory", "create_token", admin, {"user": server["server_user"]})["token"]
+    rpc.call("inventory", "delete_server", admin, server["id"])
+
+    with pytest.raises(ServerNotFound):
+        rpc.call("inventory", "get_server", admin, server["id"])
+    with pytest.raises(NotAuthenticated):
+        rpc.call("inventory", "authenticate", agent_token)
+    assert [name for name, _ in inventory_events()] == ["server_created", "server_deleted"]
+
+
+def test_list_searches_sorts_filters_and_pages(rpc, admin):
+    for name in ["alpha-dns", "Beta-DNS", "gamma-dhcp", "delta-dns"]:
+        rpc.call("inventory", "create_server", admin, dict(NEW_SERVER, name=name))
+    page = rpc.call("inventory", "list_servers", admin, {"search": "DNS", "sort": "-name", "per_page": "2"})
+    assert page["total"] == 3
+    assert [row["name"] for row in page["items"]] == ["delta-dns", "Beta-DNS"]
+    second = rpc.call("inventory", "list_servers", admin, {"search": "dns", "sort": "-name", "per_page": 2, "page": 2})
+    assert [row["name"] for row in second["items"]] == ["alpha-dns"]
+    assert rpc.call("inventory", "list_servers", admin, {"search": "%"})["total"] == 0  # a literal, not a wildcard
+    assert rpc.call("inventory", "list_servers", admin, {"state": "running"})["total"] == 0
+    row = page["items"][0]
+    assert set(row) == {"id", "name", "address", "requests", "requests_status", "versions", "state"}
+    assert row["requests"] == 0 and row["requests_status"] == "red" and row["versions"] == {}
+
+
+def test_list_shows_versions_of_running_components_only(rpc, admin):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    rpc.call("inventory", "set_component_state", server["id"], "dns", "running", "3.2.6")
+    rpc.call("inventory", "set_component_state", server["id"], "dhcp", "stopped", "2.2.0")
+    row = rpc.call("inventory", "list_servers", admin, {})["items"][0]
+    assert row["versions"] == {"dns": "3.2.6"}
+    assert row["state"] == "running"
+
+
+def test_settings_defaults_patch_and_hidden_secrets(rpc, admin):
+    settings = rpc.call("inventory", "get_settings", admin)
+    assert settings["monitoring"]["raw_retention_minutes"] == 1440
+    assert settings["rabbitmq"]["password_set"] is False
+
+    patched = rpc.call(
+        "inventory",
+        "update_settings",
+        admin,
+        {"monitoring": {"raw_retention_minutes": 30}, "rabbitmq": {"password": "rabbit-secret"},
+         "update": {"mode": "local", "repository_tokens": {"dns": "repo-secret"}}},
+    )
+    assert patched["monitoring"]["raw_retention_minutes"] == 30
+    assert patched["monitoring"]["communication_type"] == "push"  # untouched fields keep their values
+    assert patched["rabbitmq"]["password_set"] is True
+    assert patched["update"]["repository_tokens_set"] == {"dns": True, "dhcp": False, "monitor": False}
+    assert "rabbit-secret" not in str(patched) and "repo-secret" not in str(patched)
+    revealed = rpc.call("inventory", "effective_settings")
+    assert revealed["rabbitmq"]["password"] == "rabbit-secret"
+
+
+def test_settings_need_an_admin_and_valid_values(rpc, admin):
+    operator = _user(rpc, admin, "op", "operator")
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "update_settings", operator, {"monitoring": {"verify_ca": True}})
+    with pytest.raises(ValidationFailed) as err:
+        rpc.call("inventory", "update_settings", admin, {"monitoring": {"communication_type": "carrier-pigeon"}})
+    assert "monitoring" in err.value.details
+    assert rpc.call("inventory", "get_settings", admin)["monitoring"]["communication_type"] == "push"
+
+
+def test_rabbitmq_test_really_connects(rpc, admin):
+    good = rpc.call("inventory", "test_rabbitmq", admin, {"host": "127.0.0.1", "user": "guest", "password": "guest"})
+    assert good["ok"] is True
+    bad = rpc.call("inventory", "test_rabbitmq", admin, {"host": "127.0.0.1", "user": "guest", "password": "wrong"})
+    assert bad["ok"] is False and "refused" in bad["message"]
+    closed = rpc.call("inventory", "test_rabbitmq", admin, {"host": "127.0.0.1", "port": 1, "password": "x"})
+    assert closed["ok"] is False
+
+
+def test_tokens_are_stored_as_hashes_and_can_be_revoked(rpc, admin, engine):
+    created = rpc.call("inventory", "create_token", admin, {"name": "ci"})
+    with engine.connect() as connection:
+        hashes = connection.execute(text("SELECT token_hash FROM inventory.api_tokens")).scalars().all()
+    assert created["token"] not in hashes
+    assert rpc.call("inventory", "authenticate", created["token"])["name"] == "admin"
+    rpc.call("inventory", "delete_token", admin, created["id"])
+    with pytest.raises(NotAuthenticated):
+        rpc.call("inventory", "authenticate", created["token"])
+
+
+def test_users_see_only_their_own_tokens(rpc, admin):
+    viewer = _user(rpc, admin, "viewer1", "viewer")
+    assert {t["user"] for t in rpc.call("inventory", "list_tokens", viewer)} == {"viewer1"}
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "create_token", viewer, {"user": "admin"})
+
+
+def test_health_answers(rpc, inventory):
+    assert rpc.call("inventory", "health") == {"service": "inventory", "database": "ok"}
