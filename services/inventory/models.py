@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import (
+    Computed,
     Boolean,
     DateTime,
     ForeignKey,
@@ -65,6 +66,11 @@ class Server(Base):
     __tablename__ = "servers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
+    # Names are unique whatever their case; the list sorts and searches on this key
+    # (collation "C": byte order sorts and matches several times faster than a locale's).
+    name_key: Mapped[str] = mapped_column(
+        String(128, collation="C"), Computed("lower((name)::text)", persisted=True), unique=True
+    )
     address: Mapped[str] = mapped_column(String(253))
     os: Mapped[str] = mapped_column(String(16))
     ssh_port: Mapped[int] = mapped_column(Integer)
@@ -79,14 +85,14 @@ class Server(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
 
-    server_user: Mapped[User] = relationship(lazy="joined")
+    server_user: Mapped[User] = relationship()
     components: Mapped[list["ServerComponent"]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="ServerComponent.name"
     )
 
 
-# Names are unique whatever their case, and the list sorts by this expression.
-Index("uq_servers_lower_name", func.lower(Server.name), unique=True)
+# The list's search ("any part of the name, any case") is a trigram match.
+Index("ix_servers_name_key_trgm", Server.name_key, postgresql_using="gin", postgresql_ops={"name_key": "gin_trgm_ops"})
 
 
 class ServerComponent(Base):

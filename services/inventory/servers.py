@@ -24,21 +24,22 @@ def server_ref(server):
     return {"id": server.id, "name": server.name, "address": server.address, "os": server.os, "state": server.state}
 
 
-def server_row(server, requests=0):
+def list_row(server_id, name, address, state, versions, requests=0):
+    """What the fleet list shows of one server."""
     return {
-        "id": server.id,
-        "name": server.name,
-        "address": server.address,
+        "id": server_id,
+        "name": name,
+        "address": address,
         "requests": requests,
         "requests_status": requests_status(requests),
-        "versions": running_versions(server),
-        "state": server.state,
+        "versions": versions,
+        "state": state,
     }
 
 
 def server_detail(server, requests=0):
     return dict(
-        server_row(server, requests),
+        list_row(server.id, server.name, server.address, server.state, running_versions(server), requests),
         os=server.os,
         ssh_port=server.ssh_port,
         ssh_user=server.ssh_user,
@@ -71,7 +72,7 @@ class Servers:
             self.session.flush()
         except IntegrityError as exc:
             self.session.rollback()
-            if "uq_servers_lower_name" in str(exc.orig):
+            if "uq_servers_name_key" in str(exc.orig):
                 raise DuplicateName(
                     f"a server named {name} already exists", {"name": [f"a server named {name} already exists"]}
                 ) from None
@@ -152,15 +153,40 @@ class Servers:
         return ref
 
     def page(self, search=None, sort="name", state=None, page=1, per_page=25):
-        query = select(Server)
+        """One page of the fleet list as rows, and the total: one statement, no ORM objects."""
+        conditions = []
         if search:
-            query = query.where(Server.name.ilike(f"%{_escape_like(search)}%", escape="\\"))
+            conditions.append(Server.name_key.like(f"%{_escape_like(search.lower())}%", escape="\\"))
         if state:
-            query = query.where(Server.state == state)
-        total = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        order = func.lower(Server.name).desc() if sort == "-name" else func.lower(Server.name)
-        rows = self.session.scalars(query.order_by(order, Server.id).offset((page - 1) * per_page).limit(per_page))
-        return list(rows), total
+            conditions.append(Server.state == state)
+        order = (Server.name_key.desc(), Server.id.desc()) if sort == "-name" else (Server.name_key, Server.id)
+        chosen = (
+            select(Server.id, Server.name, Server.address, Server.state, Server.name_key,
+                   func.count().over().label("total"))
+            .where(*conditions)
+            .order_by(*order)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+            .cte("chosen")
+        )
+        versions = (
+            select(func.jsonb_object_agg(ServerComponent.name, ServerComponent.version))
+            .where(ServerComponent.server_id == chosen.c.id, ServerComponent.state == "running",
+                   ServerComponent.version.is_not(None))
+            .scalar_subquery()
+        )
+        chosen_order = (chosen.c.name_key.desc(), chosen.c.id.desc()) if sort == "-name" else (chosen.c.name_key, chosen.c.id)
+        rows = self.session.execute(
+            select(chosen.c.id, chosen.c.name, chosen.c.address, chosen.c.state, chosen.c.total, versions.label("versions"))
+            .order_by(*chosen_order)
+        ).all()
+        if rows:
+            total = rows[0].total
+        else:  # past the last page: the window count saw no rows
+            total = self.session.scalar(select(func.count()).select_from(Server).where(*conditions))
+        return [
+            list_row(row.id, row.name, row.address, row.state, row.versions or {}) for row in rows
+        ], total
 
     def set_component(self, server_id, name, state, version=None):
         server = self.get(server_id)

@@ -73,3 +73,12 @@ def test_settings_defaults():
 def test_non_object_body_is_refused():
     with pytest.raises(ValidationFailed, match="JSON object"):
         load_or_raise(ServerCreate(), ["a"])
+
+
+def test_list_rows_have_the_documented_shape():
+    from services.inventory.servers import list_row
+    from shared.schemas.servers import ServerRow
+
+    row = list_row(7, "dns-7", "10.0.0.7", "running", {"dns": "3.2.6"}, requests=5)
+    assert ServerRow().load(row) == row  # unknown keys would raise
+    assert row["requests_status"] == "green"

@@ -57,6 +57,7 @@ def upgrade():
     op.create_table('servers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('name_key', sa.String(length=128, collation='C'), sa.Computed('lower((name)::text)', persisted=True), nullable=False),
     sa.Column('address', sa.String(length=253), nullable=False),
     sa.Column('os', sa.String(length=16), nullable=False),
     sa.Column('ssh_port', sa.Integer(), nullable=False),
@@ -71,10 +72,10 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['server_user_id'], ['inventory.users.id'], name=op.f('fk_servers_server_user_id_users'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_servers')),
+    sa.UniqueConstraint('name_key', name=op.f('uq_servers_name_key')),
     schema='inventory'
     )
     op.create_index(op.f('ix_inventory_servers_server_user_id'), 'servers', ['server_user_id'], unique=False, schema='inventory')
-    op.create_index('uq_servers_lower_name', 'servers', [sa.literal_column("lower(name)")], unique=True, schema='inventory')
     op.create_table('user_groups',
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
@@ -99,7 +100,6 @@ def upgrade():
 def downgrade():
     op.drop_table('server_components', schema='inventory')
     op.drop_table('user_groups', schema='inventory')
-    op.drop_index('uq_servers_lower_name', table_name='servers', schema='inventory')
     op.drop_index(op.f('ix_inventory_servers_server_user_id'), table_name='servers', schema='inventory')
     op.drop_table('servers', schema='inventory')
     op.drop_index(op.f('ix_inventory_api_tokens_user_id'), table_name='api_tokens', schema='inventory')
