@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 
-from shared.errors import NotAuthenticated
+from shared.errors import NotAuthenticated, PermissionDenied
 from shared.logs import new_request_id, request_id_var
 
 access_log = logging.getLogger("gateway.access")
@@ -87,4 +87,7 @@ class Authentication:
         if principal is None:
             principal = self.authenticate(token)
             self.cache.put(key, principal)
+        if principal.get("scope") == "agent" and not getattr(resource, "agent_access", False):
+            # An agent token (from a setup bundle) only reports for its own server.
+            raise PermissionDenied("an agent token may only send its own server's heartbeats and statistics")
         req.context.principal = principal

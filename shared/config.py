@@ -10,10 +10,12 @@ from pathlib import Path
 
 import yaml
 
-# Every Steward service: each runs as `python -m services.<name>` and owns the schema of that name.
-SERVICES = ("inventory",)
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PATH = ROOT / "config" / "steward.yaml"
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config" / "steward.yaml"
+# Every Steward service: a package services/<name>/ with service.py, run as
+# `python -m services.<name>`, owning the database schema of that name.
+SERVICES = tuple(sorted(p.parent.name for p in (ROOT / "services").glob("*/service.py")))
 
 # ${NAME} or ${NAME:default}; the default may be empty or hold any character but '}'.
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<default>[^}]*))?\}")

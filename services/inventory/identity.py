@@ -2,7 +2,7 @@
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.inventory.models import ApiToken, Group, Server, User
@@ -15,8 +15,17 @@ from shared.schemas.identity import SERVERS_GROUP
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def principal_of(user):
-    return {"user_id": user.id, "name": user.name, "role": user.role, "groups": [g.name for g in user.groups]}
+AGENT_SCOPE = "agent"
+
+
+def principal_of(token):
+    """Who a token speaks for. An agent token is not its user: it may only report for its server."""
+    if token.scope == AGENT_SCOPE:
+        return {"user_id": None, "name": f"agent:{token.server_id}", "role": "agent", "groups": [],
+                "scope": AGENT_SCOPE, "server_id": token.server_id}
+    user = token.user
+    return {"user_id": user.id, "name": user.name, "role": user.role, "groups": [g.name for g in user.groups],
+            "scope": "full", "server_id": None}
 
 
 def user_dict(user):
@@ -33,6 +42,7 @@ def token_dict(token):
     return {
         "id": token.id,
         "name": token.name,
+        "scope": token.scope,
         "user": token.user.name,
         "prefix": token.prefix,
         "created_at": token.created_at,
@@ -108,11 +118,13 @@ class Identity:
         return user
 
     # -- tokens ----------------------------------------------------------
-    def create_token(self, user, name="api", expires_in_days=None):
+    def create_token(self, user, name="api", expires_in_days=None, scope="full", server_id=None):
         secret = new_token()
         token = ApiToken(
             user=user,
             name=name,
+            scope=scope,
+            server_id=server_id,
             token_hash=token_hash(secret),
             prefix=secret[:8],
             expires_at=self.now() + timedelta(days=expires_in_days) if expires_in_days else None,
@@ -150,4 +162,11 @@ class Identity:
             raise NotAuthenticated("the API token is unknown, revoked or expired")
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             self.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-        return principal_of(token.user)
+        return principal_of(token)
+
+    def issue_agent_token(self, server):
+        """A new agent token for a server (its bundle carries it); earlier ones stop working."""
+        self.session.execute(
+            delete(ApiToken).where(ApiToken.server_id == server.id, ApiToken.scope == AGENT_SCOPE)
+        )
+        return self.create_token(server.server_user, f"agent {server.name}", scope=AGENT_SCOPE, server_id=server.id)

@@ -55,6 +55,9 @@ class ApiToken(Base):
     # Only the SHA-256 of the token is kept; the prefix lets an operator tell tokens apart.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(8))
+    # "full": the user's own rights. "agent": a server's agent, which may only report for server_id.
+    scope: Mapped[str] = mapped_column(String(16), server_default="full")
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -160,6 +160,14 @@ class InventoryService:
         return identity_schemas.NewToken().dump(dict(token_dict(token), token=secret))
 
     @rpc
+    def issue_agent_token(self, server_id):
+        """For the provisioner: a fresh agent token for a server's bundle (never through the API)."""
+        server = self._servers().get(server_id)
+        token, secret = Identity(self.db).issue_agent_token(server)
+        self.db.commit()
+        return {"server_id": server.id, "token": secret, "token_id": token.id}
+
+    @rpc
     def list_tokens(self, principal, user=None):
         tokens = Identity(self.db).tokens_visible_to(principal, user)
         return identity_schemas.Token(many=True).dump([token_dict(t) for t in tokens])

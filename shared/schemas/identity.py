@@ -24,6 +24,8 @@ class User(Schema):
     name = fields.String()
     role = fields.String()
     groups = fields.List(fields.String())
+    scope = fields.String()
+    server_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -36,6 +38,7 @@ class TokenCreate(StrictSchema):
 class Token(Schema):
     id = fields.Integer()
     name = fields.String()
+    scope = fields.String(metadata={"description": "full, or agent: a server's agent, which may only report for it"})
     user = fields.String()
     prefix = fields.String(metadata={"description": "First characters of the token, to tell tokens apart"})
     created_at = fields.DateTime()
@@ -54,3 +57,5 @@ class Principal(Schema):
     name = fields.String()
     role = fields.String()
     groups = fields.List(fields.String())
+    scope = fields.String()
+    server_id = fields.Integer(allow_none=True)

@@ -178,3 +178,10 @@ def test_every_documented_operation_is_served(app, operation):
     resource, methods, _, _ = app._router.find(path)
     assert resource is not None, path
     assert f"on_{operation.method.lower()}" in dir(resource), (operation.method, path)
+
+
+def test_agent_token_is_refused_outside_agent_routes(client, auth, rpc):
+    server = client.simulate_post(f"{PREFIX}/servers", json=NEW_SERVER, headers=auth).json
+    agent = {"Authorization": f"Bearer {rpc.call('inventory', 'issue_agent_token', server['id'])['token']}"}
+    _error(client.simulate_get(f"{PREFIX}/servers", headers=agent), 403, "permission_denied")
+    _error(client.simulate_patch(f"{PREFIX}/servers/{server['id']}", json={"ssh_port": 1}, headers=agent), 403, "permission_denied")

@@ -208,3 +208,19 @@ def test_users_see_only_their_own_tokens(rpc, admin):
 
 def test_health_answers(rpc, inventory):
     assert rpc.call("inventory", "health") == {"service": "inventory", "database": "ok"}
+
+
+def test_agent_token_reports_for_its_server_only(rpc, admin):
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    first = rpc.call("inventory", "issue_agent_token", server["id"])
+    agent = rpc.call("inventory", "authenticate", first["token"])
+    assert agent["scope"] == "agent" and agent["server_id"] == server["id"] and agent["user_id"] is None
+    # Not the server user: it cannot change the server, list, or mint tokens.
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "update_server", agent, server["id"], {"ssh_port": 1})
+    with pytest.raises(PermissionDenied):
+        rpc.call("inventory", "list_servers", agent, {})
+    second = rpc.call("inventory", "issue_agent_token", server["id"])
+    with pytest.raises(NotAuthenticated):
+        rpc.call("inventory", "authenticate", first["token"])
+    assert rpc.call("inventory", "authenticate", second["token"])["server_id"] == server["id"]

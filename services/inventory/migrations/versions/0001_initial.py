@@ -39,21 +39,6 @@ def upgrade():
     sa.UniqueConstraint('name', name=op.f('uq_users_name')),
     schema='inventory'
     )
-    op.create_table('api_tokens',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=128), nullable=False),
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('prefix', sa.String(length=8), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['inventory.users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash')),
-    schema='inventory'
-    )
-    op.create_index(op.f('ix_inventory_api_tokens_user_id'), 'api_tokens', ['user_id'], unique=False, schema='inventory')
     op.create_table('servers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
@@ -95,15 +80,35 @@ def upgrade():
     sa.PrimaryKeyConstraint('server_id', 'name', name=op.f('pk_server_components')),
     schema='inventory'
     )
+    op.create_table('api_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=8), nullable=False),
+    sa.Column('scope', sa.String(length=16), server_default='full', nullable=False),
+    sa.Column('server_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['server_id'], ['inventory.servers.id'], name=op.f('fk_api_tokens_server_id_servers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['inventory.users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash')),
+    schema='inventory'
+    )
+    op.create_index(op.f('ix_inventory_api_tokens_user_id'), 'api_tokens', ['user_id'], unique=False, schema='inventory')
+    op.create_index(op.f('ix_inventory_api_tokens_server_id'), 'api_tokens', ['server_id'], unique=False, schema='inventory')
 
 
 def downgrade():
+    op.drop_index(op.f('ix_inventory_api_tokens_server_id'), table_name='api_tokens', schema='inventory')
+    op.drop_index(op.f('ix_inventory_api_tokens_user_id'), table_name='api_tokens', schema='inventory')
+    op.drop_table('api_tokens', schema='inventory')
     op.drop_table('server_components', schema='inventory')
     op.drop_table('user_groups', schema='inventory')
     op.drop_index(op.f('ix_inventory_servers_server_user_id'), table_name='servers', schema='inventory')
     op.drop_table('servers', schema='inventory')
-    op.drop_index(op.f('ix_inventory_api_tokens_user_id'), table_name='api_tokens', schema='inventory')
-    op.drop_table('api_tokens', schema='inventory')
     op.drop_table('users', schema='inventory')
     op.drop_table('settings', schema='inventory')
     op.drop_table('groups', schema='inventory')
