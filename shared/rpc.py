@@ -9,6 +9,7 @@ of every thread from one exclusive reply queue and hands each to its caller
 by correlation id.
 """
 import logging
+import os
 import socket
 import threading
 import time
@@ -60,8 +61,6 @@ class RpcClient:
     def _ensure_started(self):
         # Started lazily, and again after a fork: gunicorn forks workers after
         # loading the app, and connections must not be shared across processes.
-        import os
-
         if self._pid == os.getpid():
             return
         with self._start_lock:
