@@ -54,6 +54,22 @@ class TokenNotFound(NotFound):
     code = "token_not_found"
 
 
+class ChannelNotFound(NotFound):
+    code = "channel_not_found"
+
+
+class RuleNotFound(NotFound):
+    code = "rule_not_found"
+
+
+class TemplateNotFound(NotFound):
+    code = "template_not_found"
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+
+
 class Conflict(StewardError):
     code = "conflict"
     http_status = 409
@@ -66,6 +82,51 @@ class DuplicateName(Conflict):
 class ServiceUnavailable(StewardError):
     code = "service_unavailable"
     http_status = 503
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class HostKeyChanged(Conflict):
+    """A managed server offered another SSH host key than the one pinned on first contact."""
+
+    code = "host_key_changed"
+
+
+class SshFailed(StewardError):
+    """SSH to a managed server failed (unreachable, credentials rejected, session lost)."""
+
+    code = "ssh_failed"
+    http_status = 502
+
+
+# -- updater -------------------------------------------------------------------
+class InvalidImage(ValidationFailed):
+    code = "invalid_image"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class UpdateTaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class RolloutNotFound(NotFound):
+    code = "rollout_not_found"
+
+
+class DiagnosticsNotFound(NotFound):
+    code = "diagnostics_not_found"
+
+
+class RegistryUnavailable(StewardError):
+    """The version registry (internet update mode) refused or did not answer."""
+
+    code = "registry_unavailable"
+    http_status = 502
 
 
 def _registry():
