@@ -6,6 +6,7 @@ from gateway.middleware import Authentication, PrincipalCache, RequestContext
 from gateway.resources.docs import SWAGGER_STATIC, OpenAPIDocument, SwaggerPage
 from gateway.resources.health import Health
 from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
+from gateway.resources import notifier as notifications
 from gateway.resources.servers import ServerCollection, ServerItem
 from gateway.resources.settings import RabbitMQTest, Settings
 from gateway.routes import OPERATIONS, PREFIX
@@ -32,6 +33,18 @@ def create_app(settings, rpc=None):
     app.add_route(f"{PREFIX}/users/{{user_id:int}}", UserItem(inventory))
     app.add_route(f"{PREFIX}/tokens", TokenCollection(inventory))
     app.add_route(f"{PREFIX}/tokens/{{token_id:int}}", TokenItem(inventory))
+
+    notifier = rpc.service("notifier")
+    app.add_route(f"{PREFIX}/notifications/channels", notifications.ChannelCollection(notifier))
+    app.add_route(f"{PREFIX}/notifications/channels/{{channel_id:int}}", notifications.ChannelItem(notifier))
+    app.add_route(f"{PREFIX}/notifications/channels/{{channel_id:int}}/test", notifications.ChannelTest(notifier))
+    app.add_route(f"{PREFIX}/notifications/rules", notifications.RuleCollection(notifier))
+    app.add_route(f"{PREFIX}/notifications/rules/{{rule_id:int}}", notifications.RuleItem(notifier))
+    app.add_route(f"{PREFIX}/notifications/templates", notifications.TemplateCollection(notifier))
+    app.add_route(f"{PREFIX}/notifications/templates/{{template_id:int}}", notifications.TemplateItem(notifier))
+    app.add_route(f"{PREFIX}/notifications/deliveries", notifications.DeliveryCollection(notifier))
+    app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}", notifications.DeliveryItem(notifier))
+    app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}/retry", notifications.DeliveryRetry(notifier))
 
     app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
     app.add_route(f"{PREFIX}/docs", SwaggerPage())

@@ -3,6 +3,7 @@ OpenAPI document is generated from it, with the same schemas that validate."""
 from dataclasses import dataclass, field
 
 from shared.schemas import identity as identity_schemas
+from shared.schemas import notifier as notifier_schemas
 from shared.schemas import servers as server_schemas
 from shared.schemas import settings as settings_schemas
 
@@ -53,4 +54,46 @@ OPERATIONS = [
     Operation("POST", "/tokens", "Admin", "Create an API token; the secret is shown once", body=identity_schemas.TokenCreate,
               response=identity_schemas.NewToken, status=201, errors=(400, 401, 403, 404)),
     Operation("DELETE", "/tokens/{token_id}", "Admin", "Revoke an API token", status=204, errors=(401, 404)),
+
+    # -- notifications (the notifier service) --------------------------------
+    Operation("GET", "/notifications/channels", "Admin", "List notification channels (secrets as *_set flags)",
+              response=notifier_schemas.Channel, many=True),
+    Operation("POST", "/notifications/channels", "Admin", "Add an email, webhook or chat channel (admins)",
+              body=notifier_schemas.ChannelCreate, response=notifier_schemas.Channel, status=201,
+              errors=(400, 401, 403, 409)),
+    Operation("GET", "/notifications/channels/{channel_id}", "Admin", "Show a channel",
+              response=notifier_schemas.Channel, errors=(401, 403, 404)),
+    Operation("PATCH", "/notifications/channels/{channel_id}", "Admin", "Change a channel (admins)",
+              body=notifier_schemas.ChannelUpdate, response=notifier_schemas.Channel, errors=(400, 401, 403, 404, 409)),
+    Operation("DELETE", "/notifications/channels/{channel_id}", "Admin", "Delete a channel (admins)",
+              status=204, errors=(401, 403, 404)),
+    Operation("POST", "/notifications/channels/{channel_id}/test", "Admin",
+              "Send a test message now and say what the far end answered (admins)",
+              response=notifier_schemas.ChannelTestResult, errors=(401, 403, 404)),
+    Operation("GET", "/notifications/rules", "Admin", "List notification rules",
+              response=notifier_schemas.Rule, many=True),
+    Operation("POST", "/notifications/rules", "Admin", "Add a rule: which events, which servers, which channels",
+              body=notifier_schemas.RuleCreate, response=notifier_schemas.Rule, status=201, errors=(400, 401, 403, 409)),
+    Operation("GET", "/notifications/rules/{rule_id}", "Admin", "Show a rule", response=notifier_schemas.Rule,
+              errors=(401, 403, 404)),
+    Operation("PATCH", "/notifications/rules/{rule_id}", "Admin", "Change a rule (admins)",
+              body=notifier_schemas.RuleCreate, response=notifier_schemas.Rule, errors=(400, 401, 403, 404, 409)),
+    Operation("DELETE", "/notifications/rules/{rule_id}", "Admin", "Delete a rule (admins)", status=204,
+              errors=(401, 403, 404)),
+    Operation("GET", "/notifications/templates", "Admin",
+              "Every template in effect, per event type and channel kind (defaults and overrides)",
+              response=notifier_schemas.Template, many=True),
+    Operation("POST", "/notifications/templates", "Admin",
+              "Override the template of an event type and channel kind; one that fails to render is refused (admins)",
+              body=notifier_schemas.TemplateSet, response=notifier_schemas.Template, status=201),
+    Operation("DELETE", "/notifications/templates/{template_id}", "Admin",
+              "Drop an override: the default applies again (admins)", status=204, errors=(401, 403, 404)),
+    Operation("GET", "/notifications/deliveries", "Admin", "The delivery log, newest first",
+              query=notifier_schemas.DeliveryQuery, response=notifier_schemas.Delivery, many=True),
+    Operation("GET", "/notifications/deliveries/{delivery_id}", "Admin",
+              "One delivery: its message and each attempt's result", response=notifier_schemas.DeliveryDetail,
+              errors=(401, 403, 404)),
+    Operation("POST", "/notifications/deliveries/{delivery_id}/retry", "Admin",
+              "Send a dead-lettered delivery again (admins)", response=notifier_schemas.DeliveryDetail,
+              errors=(401, 403, 404, 409)),
 ]

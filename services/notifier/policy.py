@@ -1,0 +1,43 @@
+"""The notifier's timing policy, from the ``notifier`` section of the configuration."""
+import random
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Events for one channel within this window go out together (a digest if more than one).
+    digest_window_seconds: float = 5.0
+    # A server changing state more than flap_changes times within flap_window_seconds is flapping:
+    # one notice, then silence until it has been stable for flap_window_seconds.
+    flap_window_seconds: float = 600.0
+    flap_changes: int = 4
+    # Delivery: attempt, then wait backoff_base * 2^(n-1) (capped, with jitter); dead after max_attempts.
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 900.0
+    poll_seconds: float = 1.0  # how often each replica looks for due deliveries
+    received_retention_days: float = 7.0  # how long a seen event is remembered, to drop redeliveries
+
+    @classmethod
+    def from_config(cls, section):
+        known = {f.name: f.type for f in fields(cls)}
+        return cls(**{key: (int if known[key] in (int, "int") else float)(value)
+                      for key, value in (section or {}).items() if key in known})
+
+    @property
+    def digest_window(self):
+        return timedelta(seconds=self.digest_window_seconds)
+
+    @property
+    def received_retention(self):
+        return timedelta(days=self.received_retention_days)
+
+    @property
+    def flap_window(self):
+        return timedelta(seconds=self.flap_window_seconds)
+
+    def backoff(self, attempts, rng=random.random):
+        """Delay before the next attempt after ``attempts`` failures: exponential, capped, equal jitter."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempts - 1))
+        return timedelta(seconds=ceiling / 2 + rng() * ceiling / 2)
