@@ -6,26 +6,30 @@ from gateway.middleware import Authentication, PrincipalCache, RequestContext
 from gateway.resources.docs import SWAGGER_STATIC, OpenAPIDocument, SwaggerPage
 from gateway.resources.health import Health
 from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
+from gateway.resources import monitoring as monitoring_resources
 from gateway.resources import notifier as notifications
 from gateway.resources.servers import ServerCollection, ServerItem
 from gateway.resources.settings import RabbitMQTest, Settings
 from gateway.routes import OPERATIONS, PREFIX
 from shared.config import SERVICES, load_settings
 from shared.logs import configure_logging
+from shared.publisher import ConfirmedPublisher
 from shared.rpc import RpcClient
+from shared.schemas.agent import EXCHANGE as AGENT_EXCHANGE
 
 
-def create_app(settings, rpc=None):
+def create_app(settings, rpc=None, agent_publisher=None):
     options = settings.section("gateway")
     rpc = rpc or RpcClient(settings.amqp_uri, timeout=float(options.get("rpc_timeout_seconds", 10)))
     inventory = rpc.service("inventory")
+    monitoring = rpc.service("monitoring_ingest")
     cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)))
 
     app = falcon.App(middleware=[RequestContext(), Authentication(inventory.authenticate, cache)])
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
 
-    app.add_route(f"{PREFIX}/servers", ServerCollection(inventory))
+    app.add_route(f"{PREFIX}/servers", ServerCollection(inventory, monitoring))
     app.add_route(f"{PREFIX}/servers/{{server_id:int}}", ServerItem(inventory))
     app.add_route(f"{PREFIX}/settings", Settings(inventory))
     app.add_route(f"{PREFIX}/settings/rabbitmq/test", RabbitMQTest(inventory))
@@ -45,6 +49,16 @@ def create_app(settings, rpc=None):
     app.add_route(f"{PREFIX}/notifications/deliveries", notifications.DeliveryCollection(notifier))
     app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}", notifications.DeliveryItem(notifier))
     app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}/retry", notifications.DeliveryRetry(notifier))
+
+    agent_publisher = agent_publisher or ConfirmedPublisher(settings.amqp_uri, AGENT_EXCHANGE)
+    app.add_route(f"{PREFIX}/monitoring/heartbeat", monitoring_resources.HeartbeatCollection(agent_publisher))
+    monitoring_server = f"{PREFIX}/monitoring/servers/{{server_id:int}}"
+    app.add_route(f"{monitoring_server}/system", monitoring_resources.ServerSystem(monitoring))
+    app.add_route(f"{monitoring_server}/dns", monitoring_resources.ServerDns(monitoring))
+    app.add_route(f"{monitoring_server}/records", monitoring_resources.ServerRecords(monitoring))
+    app.add_route(f"{monitoring_server}/heartbeats", monitoring_resources.ServerLiveness(monitoring))
+    app.add_route(f"{monitoring_server}/retention", monitoring_resources.ServerRetention(monitoring))
+    app.add_route(f"{PREFIX}/monitoring/records/rps", monitoring_resources.RecordRps(monitoring))
 
     app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
     app.add_route(f"{PREFIX}/docs", SwaggerPage())

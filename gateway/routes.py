@@ -3,6 +3,8 @@ OpenAPI document is generated from it, with the same schemas that validate."""
 from dataclasses import dataclass, field
 
 from shared.schemas import identity as identity_schemas
+from shared.schemas import monitoring as monitoring_schemas
+from shared.schemas import agent as agent_schemas
 from shared.schemas import notifier as notifier_schemas
 from shared.schemas import servers as server_schemas
 from shared.schemas import settings as settings_schemas
@@ -96,4 +98,27 @@ OPERATIONS = [
     Operation("POST", "/notifications/deliveries/{delivery_id}/retry", "Admin",
               "Send a dead-lettered delivery again (admins)", response=notifier_schemas.DeliveryDetail,
               errors=(401, 403, 404, 409)),
+
+    # -- monitoring (monitoring-ingest; the heartbeat is published by the gateway) ----------
+    Operation("POST", "/monitoring/heartbeat", "Monitoring",
+              "An agent's heartbeat (agent token of that server only); 202 once the broker has it",
+              body=agent_schemas.Heartbeat, response=monitoring_schemas.HeartbeatAccepted, status=202,
+              errors=(400, 401, 403, 503)),
+    Operation("GET", "/monitoring/servers/{server_id}/system", "Monitoring",
+              "System statistics of a server (load, memory, swap, disks, connections) per step",
+              query=monitoring_schemas.TimeRange, response=monitoring_schemas.SystemSeries),
+    Operation("GET", "/monitoring/servers/{server_id}/dns", "Monitoring", "DNS aggregate: queries answered per step",
+              query=monitoring_schemas.TimeRange, response=monitoring_schemas.DnsSeries),
+    Operation("GET", "/monitoring/servers/{server_id}/records", "Monitoring",
+              "When each DNS record of a server was last asked for", query=monitoring_schemas.LastAccessQuery,
+              response=monitoring_schemas.LastAccessList),
+    Operation("GET", "/monitoring/servers/{server_id}/heartbeats", "Monitoring",
+              "Liveness of a server: state, heartbeats in the last 2 minutes, versions, latest heartbeats",
+              query=monitoring_schemas.HeartbeatQuery, response=monitoring_schemas.ServerLiveness),
+    Operation("PUT", "/monitoring/servers/{server_id}/retention", "Monitoring",
+              "Keep a server's statistics longer than the admin setting (admins; null keeps the setting)",
+              body=monitoring_schemas.RetentionOverride, response=monitoring_schemas.RetentionOverride),
+    Operation("GET", "/monitoring/records/rps", "Monitoring",
+              "Requests per second over time for one DNS record, searched by name",
+              query=monitoring_schemas.RecordRpsQuery, response=monitoring_schemas.RecordRps),
 ]

@@ -76,12 +76,17 @@ def drift(database_url, service):
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.connect() as connection:
+            # Time partitions are made at run time (monitoring_ingest); their parents are the models.
+            partitions = set(connection.execute(text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :schema AND c.relispartition"), {"schema": metadata.schema}).scalars())
             context = MigrationContext.configure(
                 connection,
                 opts={
                     "target_metadata": metadata,
                     "include_schemas": True,
-                    "include_name": lambda name, type_, parent: type_ != "schema" or name == metadata.schema,
+                    "include_name": lambda name, type_, parent: (type_ != "schema" or name == metadata.schema)
+                    and not (type_ == "table" and name in partitions),
                     "version_table_schema": metadata.schema,
                 },
             )

@@ -1,14 +1,35 @@
 import falcon
 
 from gateway.resources import json_body, no_content, principal
+from shared.errors import ServiceUnavailable
+
+
+def merge_fleet_status(rows, status):
+    """What monitoring-ingest knows wins; a server it never heard from keeps inventory's values."""
+    for row in rows:
+        known = status.get(str(row["id"]))
+        if known is None:
+            continue
+        row["requests"], row["requests_status"] = known["requests"], known["requests_status"]
+        if known["state"] != "unknown":
+            row["state"], row["versions"] = known["state"], known["versions"]
 
 
 class ServerCollection:
-    def __init__(self, inventory):
+    def __init__(self, inventory, monitoring=None):
         self.inventory = inventory
+        self.monitoring = monitoring
 
     def on_get(self, req, resp):
-        resp.media = self.inventory.list_servers(principal(req), dict(req.params))
+        page = self.inventory.list_servers(principal(req), dict(req.params))
+        if self.monitoring is not None and page["items"]:
+            # Liveness, requests and running versions come from monitoring-ingest: one call per page.
+            try:
+                status = self.monitoring.fleet_status([row["id"] for row in page["items"]])
+            except ServiceUnavailable:  # the list still works, with inventory's view, while monitoring is away
+                status = {}
+            merge_fleet_status(page["items"], status)
+        resp.media = page
 
     def on_post(self, req, resp):
         server = self.inventory.create_server(principal(req), json_body(req))

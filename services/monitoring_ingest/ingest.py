@@ -1,0 +1,256 @@
+"""Writing a batch of agent messages: one statement per table, idempotent.
+
+Each statement takes the batch as one JSON parameter, inserts the raw rows
+with ``ON CONFLICT DO NOTHING`` and folds only the rows it really inserted
+into the per-minute and per-hour aggregates (data-modifying CTEs), so a
+redelivered message changes nothing. Liveness and disk alerts come back as
+the transitions this batch caused, for the caller to emit after the commit.
+"""
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from marshmallow import ValidationError
+from sqlalchemy import text
+
+from shared.schemas.agent import load_message
+
+# A reading stamped further ahead than this is a broken agent clock, not data.
+MAX_CLOCK_AHEAD = timedelta(hours=1)
+DISK_LOW_FREE_PERCENT = 10.0
+
+
+class MalformedMessage(ValueError):
+    pass
+
+
+def parse(body, now=None):
+    """One message from its AMQP or HTTP body; raises MalformedMessage."""
+    try:
+        raw = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise MalformedMessage(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MalformedMessage("not a JSON object")
+    try:
+        message = load_message(raw)
+    except ValidationError as exc:
+        raise MalformedMessage(json.dumps(exc.messages, default=str)[:500]) from None
+    if message["collected_at"] > (now or datetime.now(timezone.utc)) + MAX_CLOCK_AHEAD:
+        raise MalformedMessage("collected_at is more than an hour ahead of the control plane's clock")
+    return message
+
+
+@dataclass
+class Outcome:
+    state_changes: list = field(default_factory=list)  # (server_id, server_name, previous_state, last_heartbeat_at)
+    disks_low: list = field(default_factory=list)  # (server_id, server_name, mount, free_percent)
+
+
+_RESOLUTIONS = "(VALUES ('minute'), ('hour')) AS r(resolution)"
+
+_HEARTBEATS = text(f"""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS b(server_id int, seq bigint, collected_at timestamptz, agent_version text, versions jsonb)
+), stored AS (
+    INSERT INTO monitoring.heartbeats (server_id, seq, collected_at, agent_version, versions)
+    SELECT server_id, seq, collected_at, agent_version, versions FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, collected_at, stored_at, agent_version, versions
+), latest AS (
+    SELECT DISTINCT ON (server_id) * FROM stored ORDER BY server_id, collected_at DESC
+), previous AS (
+    SELECT server_id, state FROM monitoring.liveness
+    WHERE server_id IN (SELECT server_id FROM latest) ORDER BY server_id FOR UPDATE
+), upserted AS (
+    INSERT INTO monitoring.liveness AS l (server_id, state, last_heartbeat_at, changed_at, agent_version, versions)
+    SELECT server_id, 'up', stored_at, stored_at, agent_version, versions FROM latest
+    ON CONFLICT (server_id) DO UPDATE SET
+        state = 'up',
+        last_heartbeat_at = greatest(l.last_heartbeat_at, excluded.last_heartbeat_at),
+        changed_at = CASE WHEN l.state = 'up' THEN l.changed_at ELSE excluded.changed_at END,
+        agent_version = excluded.agent_version,
+        versions = excluded.versions
+    RETURNING server_id, last_heartbeat_at, (xmax = 0) AS inserted
+)
+SELECT u.server_id, s.name AS server_name, coalesce(p.state, 'unknown') AS previous_state, u.last_heartbeat_at
+FROM upserted u
+LEFT JOIN previous p USING (server_id)
+LEFT JOIN monitoring.servers s ON s.id = u.server_id
+-- A replica that lost the race to insert a server's first row saw no previous row and did not insert.
+WHERE u.inserted OR (p.state IS NOT NULL AND p.state <> 'up')
+""")
+
+_SYSTEM = text(f"""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(
+        server_id int, seq bigint, collected_at timestamptz, load1 float8, load5 float8, load15 float8,
+        memory_total_bytes bigint, memory_used_bytes bigint, memory_available_bytes bigint,
+        swap_total_bytes bigint, swap_used_bytes bigint, disk_used_max_percent float8,
+        connections_established int, disks jsonb, connections jsonb)
+), stored AS (
+    INSERT INTO monitoring.system_samples (server_id, seq, collected_at, load1, load5, load15, memory_total_bytes,
+        memory_used_bytes, memory_available_bytes, swap_total_bytes, swap_used_bytes, disk_used_max_percent,
+        connections_established, disks, connections)
+    SELECT server_id, seq, collected_at, load1, load5, load15, memory_total_bytes, memory_used_bytes,
+        memory_available_bytes, swap_total_bytes, swap_used_bytes, disk_used_max_percent, connections_established,
+        disks, connections
+    FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+INSERT INTO monitoring.system_aggregates AS a (resolution, server_id, bucket, samples, load1_sum, load5_sum,
+    load15_sum, memory_used_sum, memory_total_max, swap_used_sum, connections_established_sum, disk_used_max_percent)
+SELECT r.resolution, s.server_id, date_trunc(r.resolution, s.collected_at), count(*), sum(load1), sum(load5),
+    sum(load15), sum(memory_used_bytes), max(memory_total_bytes), sum(swap_used_bytes), sum(connections_established),
+    max(disk_used_max_percent)
+FROM stored s CROSS JOIN {_RESOLUTIONS}
+GROUP BY 1, 2, 3
+ON CONFLICT (resolution, server_id, bucket) DO UPDATE SET
+    samples = a.samples + excluded.samples,
+    load1_sum = a.load1_sum + excluded.load1_sum,
+    load5_sum = a.load5_sum + excluded.load5_sum,
+    load15_sum = a.load15_sum + excluded.load15_sum,
+    memory_used_sum = a.memory_used_sum + excluded.memory_used_sum,
+    memory_total_max = greatest(a.memory_total_max, excluded.memory_total_max),
+    swap_used_sum = a.swap_used_sum + excluded.swap_used_sum,
+    connections_established_sum = a.connections_established_sum + excluded.connections_established_sum,
+    disk_used_max_percent = greatest(a.disk_used_max_percent, excluded.disk_used_max_percent)
+""")
+
+_DISKS = text("""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(server_id int, mount text, free_percent float8, low bool)
+)
+INSERT INTO monitoring.disk_alerts AS d (server_id, mount, low, free_percent, changed_at)
+SELECT server_id, mount, low, free_percent, now() FROM batch
+ON CONFLICT (server_id, mount) DO UPDATE SET low = excluded.low, free_percent = excluded.free_percent,
+    changed_at = excluded.changed_at
+    WHERE d.low IS DISTINCT FROM excluded.low
+RETURNING d.server_id, (SELECT name FROM monitoring.servers WHERE id = d.server_id) AS server_name, d.mount,
+    d.free_percent, d.low
+""")
+
+_DNS_PERIODS = text(f"""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS b(server_id int, seq bigint, collected_at timestamptz, period_start timestamptz, total bigint)
+), stored AS (
+    INSERT INTO monitoring.dns_periods (server_id, seq, collected_at, period_start, total)
+    SELECT server_id, seq, collected_at, period_start, total FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, collected_at, total
+)
+INSERT INTO monitoring.dns_aggregates AS a (resolution, server_id, bucket, total)
+SELECT r.resolution, s.server_id, date_trunc(r.resolution, s.collected_at), sum(s.total)
+FROM stored s CROSS JOIN {_RESOLUTIONS}
+GROUP BY 1, 2, 3
+ON CONFLICT (resolution, server_id, bucket) DO UPDATE SET total = a.total + excluded.total
+""")
+
+_DNS_RECORDS = text(f"""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(
+        server_id int, seq bigint, collected_at timestamptz, name text, type text, hits bigint, last_access timestamptz)
+), stored AS (
+    INSERT INTO monitoring.dns_record_hits (server_id, seq, collected_at, name, type, hits, last_access)
+    SELECT server_id, seq, collected_at, name, type, hits, last_access FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, collected_at, name, type, hits, last_access
+), aggregated AS (
+    INSERT INTO monitoring.dns_record_aggregates AS a (resolution, name, type, server_id, bucket, hits, last_access)
+    SELECT r.resolution, s.name, s.type, s.server_id, date_trunc(r.resolution, s.collected_at), sum(s.hits),
+        max(s.last_access)
+    FROM stored s CROSS JOIN {_RESOLUTIONS}
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (resolution, name, type, server_id, bucket) DO UPDATE SET
+        hits = a.hits + excluded.hits, last_access = greatest(a.last_access, excluded.last_access)
+)
+INSERT INTO monitoring.dns_record_last_access AS l (server_id, name, type, last_access)
+SELECT server_id, name, type, max(last_access) FROM stored GROUP BY 1, 2, 3
+ON CONFLICT (server_id, name, type) DO UPDATE SET last_access = greatest(l.last_access, excluded.last_access)
+""")
+
+
+def _iso(moment):
+    return moment.isoformat()
+
+
+def _system_row(m):
+    data = m["data"]
+    disks = data["disks"]
+    used_percents = [100.0 * d["used_bytes"] / d["total_bytes"] for d in disks if d["total_bytes"]]
+    return {
+        "server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
+        "load1": data["load"][0], "load5": data["load"][1], "load15": data["load"][2],
+        "memory_total_bytes": data["memory"]["total_bytes"], "memory_used_bytes": data["memory"]["used_bytes"],
+        "memory_available_bytes": data["memory"]["available_bytes"],
+        "swap_total_bytes": data["swap"]["total_bytes"], "swap_used_bytes": data["swap"]["used_bytes"],
+        "disk_used_max_percent": max(used_percents, default=0.0),
+        "connections_established": data["connections"].get("ESTABLISHED", 0),
+        "disks": disks, "connections": data["connections"],
+    }
+
+
+class BatchWriter:
+    def __init__(self, disk_low_free_percent=DISK_LOW_FREE_PERCENT):
+        self.disk_low_free_percent = disk_low_free_percent
+
+    def write(self, connection, messages):
+        """Store ``messages`` (already parsed) in the caller's transaction; returns the Outcome."""
+        by_kind = {"heartbeat": [], "system": [], "dns": []}
+        for message in messages:
+            by_kind[message["kind"]].append(message)
+        outcome = Outcome()
+        if by_kind["heartbeat"]:
+            rows = [
+                {"server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
+                 "agent_version": m["data"]["agent_version"], "versions": m["data"]["versions"]}
+                for m in by_kind["heartbeat"]
+            ]
+            for row in connection.execute(_HEARTBEATS, {"rows": json.dumps(rows)}):
+                outcome.state_changes.append(tuple(row))
+        if by_kind["system"]:
+            connection.execute(_SYSTEM, {"rows": json.dumps([_system_row(m) for m in by_kind["system"]])})
+            outcome.disks_low = self._disks(connection, by_kind["system"])
+        if by_kind["dns"]:
+            self._dns(connection, by_kind["dns"])
+        return outcome
+
+    def _disks(self, connection, messages):
+        latest = {}
+        for m in sorted(messages, key=lambda m: m["collected_at"]):
+            for disk in m["data"]["disks"]:
+                if disk["total_bytes"]:
+                    free = 100.0 * (disk["total_bytes"] - disk["used_bytes"]) / disk["total_bytes"]
+                    latest[(m["server_id"], disk["mount"])] = round(free, 2)
+        rows = [
+            {"server_id": server_id, "mount": mount, "free_percent": free, "low": free < self.disk_low_free_percent}
+            for (server_id, mount), free in latest.items()
+        ]
+        if not rows:
+            return []
+        changed = connection.execute(_DISKS, {"rows": json.dumps(rows)}).all()
+        return [(r.server_id, r.server_name, r.mount, r.free_percent) for r in changed if r.low]
+
+    def _dns(self, connection, messages):
+        periods, records = [], []
+        for m in messages:
+            data, at = m["data"], _iso(m["collected_at"])
+            periods.append({"server_id": m["server_id"], "seq": m["seq"], "collected_at": at,
+                            "period_start": _iso(data["period_start"]), "total": data["total"]})
+            # The agent sends one entry per record; should it repeat one, the hits add up.
+            merged = {}
+            for record in data["records"]:
+                key = (record["name"].lower(), record["type"])
+                hits, last = merged.get(key, (0, record["last_access"]))
+                merged[key] = (hits + record["hits"], max(last, record["last_access"]))
+            records.extend(
+                {"server_id": m["server_id"], "seq": m["seq"], "collected_at": at, "name": name, "type": rtype,
+                 "hits": hits, "last_access": _iso(last)}
+                for (name, rtype), (hits, last) in merged.items()
+            )
+        connection.execute(_DNS_PERIODS, {"rows": json.dumps(periods)})
+        if records:
+            connection.execute(_DNS_RECORDS, {"rows": json.dumps(records)})

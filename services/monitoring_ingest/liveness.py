@@ -1,0 +1,78 @@
+"""Liveness: up while heartbeats come, down after ``down_after`` without one.
+
+A heartbeat makes a server ``up`` (ingest.py, in the batch's statement); the
+sweep here makes it ``down`` with one conditional ``UPDATE ... RETURNING``:
+when several replicas sweep at once, the row lock lets only one of them see
+``state = 'up'``, so each transition is reported exactly once.
+"""
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from shared.schemas.servers import requests_status
+
+DOWN_AFTER = timedelta(seconds=90)
+REQUESTS_WINDOW = timedelta(minutes=2)
+# Agent clocks may be off; heartbeats are counted by arrival, and this bounds the partitions searched.
+_CLOCK_SLACK = timedelta(hours=2)
+
+
+def server_label(server_id, name):
+    return name or f"server {server_id}"
+
+
+def state_up_payload(server_id, name, previous_state, last_heartbeat_at):
+    return {"server_id": server_id, "server_name": server_label(server_id, name), "previous_state": previous_state,
+            "state": "up", "last_heartbeat_at": last_heartbeat_at.isoformat()}
+
+
+def state_down_payload(server_id, name, last_heartbeat_at):
+    return {"server_id": server_id, "server_name": server_label(server_id, name), "previous_state": "up",
+            "state": "down", "last_heartbeat_at": last_heartbeat_at.isoformat()}
+
+
+def disk_low_payload(server_id, name, mount, free_percent):
+    return {"server_id": server_id, "server_name": server_label(server_id, name), "mountpoint": mount,
+            "free_percent": free_percent}
+
+
+_SWEEP = text("""
+UPDATE monitoring.liveness AS l SET state = 'down', changed_at = :now
+WHERE l.state = 'up' AND l.last_heartbeat_at < :cutoff
+RETURNING l.server_id, (SELECT name FROM monitoring.servers WHERE id = l.server_id) AS server_name, l.last_heartbeat_at
+""")
+
+
+def sweep(connection, now, down_after=DOWN_AFTER):
+    """Mark silent servers down; returns the payloads of the transitions this call made."""
+    rows = connection.execute(_SWEEP, {"now": now, "cutoff": now - down_after}).all()
+    return [state_down_payload(r.server_id, r.server_name, r.last_heartbeat_at) for r in rows]
+
+
+def fleet_status(connection, server_ids, now):
+    """Per server: state, requests in the last 2 minutes and its status, component versions."""
+    if not server_ids:
+        return {}
+    since = now - REQUESTS_WINDOW
+    counts = dict(connection.execute(text(
+        "SELECT server_id, count(*) FROM monitoring.heartbeats "
+        "WHERE server_id = ANY(:ids) AND stored_at > :since AND collected_at > :oldest GROUP BY server_id"
+    ), {"ids": list(server_ids), "since": since, "oldest": since - _CLOCK_SLACK}).all())
+    rows = connection.execute(text(
+        "SELECT server_id, state, last_heartbeat_at, agent_version, versions FROM monitoring.liveness "
+        "WHERE server_id = ANY(:ids)"
+    ), {"ids": list(server_ids)}).all()
+    known = {r.server_id: r for r in rows}
+    status = {}
+    for server_id in server_ids:
+        row = known.get(server_id)
+        requests = counts.get(server_id, 0)
+        status[server_id] = {
+            "state": row.state if row else "unknown",
+            "requests": requests,
+            "requests_status": requests_status(requests),
+            "versions": dict(row.versions) if row else {},
+            "agent_version": row.agent_version if row else None,
+            "last_heartbeat_at": row.last_heartbeat_at if row else None,
+        }
+    return status

@@ -1,0 +1,87 @@
+"""Reading statistics back: series over a time range at a step, from the aggregates.
+
+A step that is a whole number of hours reads the hourly aggregates, any other
+the per-minute ones; points are grouped on ``floor(epoch / step)``, so they
+do not depend on the session's time zone. Steps without data are left out.
+"""
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+
+
+def resolution_for(step):
+    return "hour" if step % 3600 == 0 else "minute"
+
+
+def _range(server_id, query):
+    # The first point is the step that holds ``start``: floor it to a whole step since the epoch.
+    step = query["step"]
+    start = datetime.fromtimestamp(query["start"].timestamp() // step * step, timezone.utc)
+    return {"server_id": server_id, "start": start, "end": query["end"], "step": step,
+            "resolution": resolution_for(step)}
+
+
+_POINT = "to_timestamp(floor(extract(epoch FROM bucket) / :step) * :step)"
+
+
+def system_series(connection, server_id, query):
+    params = _range(server_id, query)
+    rows = connection.execute(text(f"""
+        SELECT {_POINT} AS at, sum(samples) AS samples,
+            sum(load1_sum) / sum(samples) AS load1, sum(load5_sum) / sum(samples) AS load5,
+            sum(load15_sum) / sum(samples) AS load15, sum(memory_used_sum) / sum(samples) AS memory_used_bytes,
+            max(memory_total_max) AS memory_total_bytes, sum(swap_used_sum) / sum(samples) AS swap_used_bytes,
+            sum(connections_established_sum) / sum(samples) AS connections_established,
+            max(disk_used_max_percent) AS disk_used_max_percent
+        FROM monitoring.system_aggregates
+        WHERE resolution = :resolution AND server_id = :server_id AND bucket >= :start AND bucket < :end
+        GROUP BY 1 ORDER BY 1
+    """), params).mappings().all()
+    return dict(params, points=[dict(r) for r in rows])
+
+
+def dns_series(connection, server_id, query):
+    params = _range(server_id, query)
+    rows = connection.execute(text(f"""
+        SELECT {_POINT} AS at, sum(total) AS total FROM monitoring.dns_aggregates
+        WHERE resolution = :resolution AND server_id = :server_id AND bucket >= :start AND bucket < :end
+        GROUP BY 1 ORDER BY 1
+    """), params).mappings().all()
+    return dict(params, total=sum(r["total"] for r in rows), points=[dict(r) for r in rows])
+
+
+def record_rps(connection, query):
+    params = _range(query.get("server_id"), query)
+    params.update(name=query["name"], type=query.get("type"))
+    rows = connection.execute(text(f"""
+        SELECT {_POINT} AS at, sum(hits) AS hits FROM monitoring.dns_record_aggregates
+        WHERE resolution = :resolution AND name = :name
+            AND (CAST(:type AS text) IS NULL OR type = :type)
+            AND (CAST(:server_id AS integer) IS NULL OR server_id = :server_id)
+            AND bucket >= :start AND bucket < :end
+        GROUP BY 1 ORDER BY 1
+    """), params).mappings().all()
+    step = query["step"]
+    return dict(params, points=[{"at": r["at"], "hits": r["hits"], "rps": r["hits"] / step} for r in rows])
+
+
+def _escape_like(value):
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def last_access(connection, server_id, query):
+    pattern = f"%{_escape_like(query['search'].lower())}%" if query.get("search") else None
+    rows = connection.execute(text("""
+        SELECT name, type, last_access FROM monitoring.dns_record_last_access
+        WHERE server_id = :server_id AND (CAST(:pattern AS text) IS NULL OR name LIKE :pattern)
+        ORDER BY last_access DESC, name, type LIMIT :limit
+    """), {"server_id": server_id, "pattern": pattern, "limit": query["limit"]}).mappings().all()
+    return {"server_id": server_id, "items": [dict(r) for r in rows]}
+
+
+def latest_heartbeats(connection, server_id, limit):
+    rows = connection.execute(text("""
+        SELECT seq, collected_at, stored_at AS received_at, agent_version FROM monitoring.heartbeats
+        WHERE server_id = :server_id ORDER BY stored_at DESC LIMIT :limit
+    """), {"server_id": server_id, "limit": limit}).mappings().all()
+    return [dict(r) for r in rows]
