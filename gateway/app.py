@@ -8,6 +8,8 @@ from gateway.resources.health import Health
 from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
 from gateway.resources import monitoring as monitoring_resources
 from gateway.resources import notifier as notifications
+from gateway.resources import provisioner as provisioning
+from gateway.resources import tasks
 from gateway.resources.servers import ServerCollection, ServerItem
 from gateway.resources.settings import RabbitMQTest, Settings
 from gateway.routes import OPERATIONS, PREFIX
@@ -30,7 +32,14 @@ def create_app(settings, rpc=None, agent_publisher=None):
     errors.install(app)
 
     app.add_route(f"{PREFIX}/servers", ServerCollection(inventory, monitoring))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", ServerItem(inventory))
+    provisioner = rpc.service("provisioner")
+    # DELETE removes what was installed on the server first (best effort), then the record.
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", provisioning.ServerItemWithCleanup(inventory, provisioner))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/bundle", provisioning.Bundle(provisioner))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/push-install", provisioning.PushInstall(provisioner))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/host-key", provisioning.HostKey(provisioner))
+    app.add_route(f"{PREFIX}/tasks/{{task_id}}", tasks.TaskItem(provisioner))
+    app.add_route(f"{PREFIX}/tasks/{{task_id}}/log", tasks.TaskLog(provisioner))
     app.add_route(f"{PREFIX}/settings", Settings(inventory))
     app.add_route(f"{PREFIX}/settings/rabbitmq/test", RabbitMQTest(inventory))
     app.add_route(f"{PREFIX}/users", UserCollection(inventory))

@@ -6,6 +6,8 @@ from shared.schemas import identity as identity_schemas
 from shared.schemas import monitoring as monitoring_schemas
 from shared.schemas import agent as agent_schemas
 from shared.schemas import notifier as notifier_schemas
+from shared.schemas import provisioner as provisioner_schemas
+from shared.schemas import tasks as task_schemas
 from shared.schemas import servers as server_schemas
 from shared.schemas import settings as settings_schemas
 
@@ -36,8 +38,10 @@ OPERATIONS = [
               errors=(401, 403, 404)),
     Operation("PATCH", "/servers/{server_id}", "PVServers", "Change a managed server (its server user or an admin)",
               body=server_schemas.ServerUpdate, response=server_schemas.ServerDetail, errors=(400, 401, 403, 404, 409)),
-    Operation("DELETE", "/servers/{server_id}", "PVServers", "Delete a managed server (its server user or an admin)",
-              status=204, errors=(401, 403, 404)),
+    Operation("DELETE", "/servers/{server_id}", "PVServers",
+              "Delete a managed server (its server user or an admin); first stops its components and removes the "
+              "agent over SSH when it can: 204 if nothing had been installed, else 200 with what could not be done",
+              response=provisioner_schemas.DeleteReport, status=200, errors=(401, 403, 404)),
     Operation("GET", "/settings", "Admin", "Show the admin settings (secrets only as *_set flags)",
               response=settings_schemas.AdminSettings),
     Operation("PATCH", "/settings", "Admin", "Change admin settings (admins)", body=settings_schemas.AdminSettings,
@@ -121,4 +125,18 @@ OPERATIONS = [
     Operation("GET", "/monitoring/records/rps", "Monitoring",
               "Requests per second over time for one DNS record, searched by name",
               query=monitoring_schemas.RecordRpsQuery, response=monitoring_schemas.RecordRps),
+
+    # -- provisioning (provisioner) -----------------------------------------------------------
+    Operation("GET", "/servers/{server_id}/bundle", "PVServers",
+              "Setup bundle setup-<id>.tar for a manual install (issues a fresh agent token: older ones stop working)",
+              errors=(401, 403, 404, 503)),
+    Operation("POST", "/servers/{server_id}/actions/push-install", "PVServers",
+              "Install the agent and components over SSH; returns the task at once (202)",
+              body=provisioner_schemas.PushInstall, response=task_schemas.Task, status=202, errors=(400, 401, 403, 404)),
+    Operation("DELETE", "/servers/{server_id}/host-key", "PVServers",
+              "Forget the pinned SSH host key (after a legitimate reinstall of the server)", errors=(401, 403, 404)),
+    Operation("GET", "/tasks/{task_id}", "PVServers", "A task: state and progress (step k of N)",
+              response=task_schemas.Task, errors=(401, 403, 404)),
+    Operation("GET", "/tasks/{task_id}/log", "PVServers", "A task's step log: start, end, duration and output of each step",
+              response=task_schemas.TaskLog, errors=(401, 403, 404)),
 ]

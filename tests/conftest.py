@@ -134,6 +134,13 @@ def inventory(start_shared_service):
     return start_shared_service(InventoryService)
 
 
+@pytest.fixture(scope="session")
+def provisioner(start_shared_service):
+    from services.provisioner.service import ProvisionerService
+
+    return start_shared_service(ProvisionerService)
+
+
 @pytest.fixture
 def admin_token(settings):
     from services.inventory.bootstrap import bootstrap_admin

@@ -34,6 +34,7 @@ no "..", no links. The control plane checks an image with ``read_image``
 before it accepts it; this script checks it again before unpacking.
 """
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -81,6 +82,10 @@ def read_image(path):
     """
     manifest, names, unpacked = None, set(), 0
     try:
+        # The whole gzip stream first: its end marker and CRC show a file cut short anywhere.
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
         with tarfile.open(path, mode="r:gz") as archive:
             for count, member in enumerate(archive, start=1):
                 if count > MAX_MEMBERS:

@@ -13,7 +13,7 @@ def app(settings, rpc):
 
 
 @pytest.fixture
-def client(app, inventory):
+def client(app, inventory, provisioner):
     return testing.TestClient(app)
 
 

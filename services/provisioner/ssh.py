@@ -1,0 +1,131 @@
+"""SSH to a managed server with paramiko: host keys pinned on first use, clear errors,
+and commands whose output is returned, never the credentials."""
+import base64
+import hashlib
+import io
+import shlex
+import socket
+
+import paramiko
+
+from services.provisioner.exceptions import HostKeyChanged, SshFailed
+
+CONNECT_TIMEOUT = 10.0
+_KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def fingerprint(key):
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def load_private_key(text):
+    for key_class in _KEY_TYPES:
+        try:
+            return key_class.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise SshFailed("the stored SSH private key cannot be read (OpenSSH or PEM, unencrypted)")
+
+
+class _RecordKey(paramiko.MissingHostKeyPolicy):
+    """First contact: accept the key and keep it, so the caller can pin it."""
+
+    def __init__(self):
+        self.key = None
+
+    def missing_host_key(self, client, hostname, key):
+        self.key = key
+
+
+class Connection:
+    """One SSH session: run commands, upload files; ``sudo`` set for a non-root user."""
+
+    def __init__(self, client, user, host_key):
+        self.client = client
+        self.user = user
+        self.host_key = host_key
+        self.sudo = user != "root"
+
+    def run(self, command, root=False, timeout=600):
+        """(exit status, combined output) of a shell command; root steps go through sudo -n."""
+        if root and self.sudo:
+            command = "sudo -n " + command
+        try:
+            channel = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+            channel.settimeout(timeout)
+            channel.set_combine_stderr(True)
+            channel.exec_command(command)
+            chunks = []
+            while True:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            status = channel.recv_exit_status()
+            channel.close()
+        except (socket.timeout, paramiko.SSHException, OSError) as exc:
+            raise SshFailed(f"lost the SSH session while running a command: {exc}") from None
+        return status, b"".join(chunks).decode("utf-8", "replace")
+
+    def upload(self, data, remote_path):
+        try:
+            with self.client.open_sftp() as sftp:
+                with sftp.open(remote_path, "wb") as remote:
+                    remote.set_pipelined(True)
+                    remote.write(data)
+                sftp.chmod(remote_path, 0o600)
+        except (paramiko.SSHException, OSError) as exc:
+            raise SshFailed(f"upload to {remote_path} failed: {exc}") from None
+
+    def close(self):
+        self.client.close()
+
+
+def connect(address, port, user, password=None, private_key=None, pinned=None, timeout=CONNECT_TIMEOUT):
+    """Open a session. ``pinned`` is (key_type, base64) from an earlier contact, or None.
+
+    A changed host key raises HostKeyChanged before any credential is sent; a
+    rejected password or key raises SshFailed at once (no retries, no agent, no
+    key files of this machine are tried).
+    """
+    if not password and not private_key:
+        raise SshFailed(f"no SSH password or key is stored for {user}@{address}")
+    client = paramiko.SSHClient()
+    policy = _RecordKey()
+    client.set_missing_host_key_policy(policy)
+    known_as = address if port == 22 else f"[{address}]:{port}"
+    if pinned:
+        key_type, key_base64 = pinned
+        client.get_host_keys().add(known_as, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_base64)))
+    try:
+        client.connect(
+            address, port=port, username=user, password=password,
+            pkey=load_private_key(private_key) if private_key else None,
+            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+            allow_agent=False, look_for_keys=False,
+        )
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyChanged(
+            f"the SSH host key of {address}:{port} changed: pinned {fingerprint(exc.expected_key)}, "
+            f"offered {fingerprint(exc.key)}; refusing to connect (if the server was reinstalled, "
+            "forget the pinned key and try again)",
+            {"pinned": [fingerprint(exc.expected_key)], "offered": [fingerprint(exc.key)]},
+        ) from None
+    except paramiko.AuthenticationException:
+        client.close()
+        method = "key" if private_key else "password"
+        raise SshFailed(f"SSH authentication failed for {user}@{address}:{port}: the {method} was rejected") from None
+    except (socket.timeout, TimeoutError):
+        client.close()
+        raise SshFailed(f"SSH connection to {address}:{port} timed out after {timeout:.0f} s") from None
+    except (paramiko.SSHException, OSError) as exc:
+        client.close()
+        raise SshFailed(f"cannot open SSH to {address}:{port}: {exc}") from None
+    host_key = client.get_transport().get_remote_server_key()
+    return Connection(client, user, host_key)
+
+
+def quote(value):
+    return shlex.quote(str(value))

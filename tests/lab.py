@@ -1,0 +1,221 @@
+"""Lab hosts: managed servers made on this machine, for tests, `make demo` and benchmarks.
+
+Each lab host is a network namespace with a veth pair to the host (a /30 in
+198.18.0.0/15), its own sshd (generated host key; root and a non-root user
+``steward`` with sudo; password and key logins) and its own install prefix.
+Users, passwords and sudo rights exist only inside the lab sshd's mount
+namespace: its /etc/passwd, /etc/shadow, /etc/group and /etc/sudoers are bind
+mounts of files in the lab's directory, so the machine's own accounts are
+untouched. Sessions get STEWARD_PREFIX, so installs land in the lab's tree.
+
+    with lab_hosts(2) as hosts:
+        hosts[0].address, hosts[0].root_password, hosts[0].private_key, ...
+
+Everything made is removed on exit, also when the body raised.
+"""
+import contextlib
+import fcntl
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+LAB_ROOT = Path(os.environ.get("STEWARD_LAB_ROOT", "/tmp/steward-lab"))
+LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+_LOCK = LAB_ROOT / ".lock"
+USER = "steward"
+USER_UID = 64990
+
+
+def _run(*argv, check=True):
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def _password_hash(password):
+    return _run("openssl", "passwd", "-6", password).stdout.strip()
+
+
+def _used_lab_networks():
+    out = _run("ip", "-o", "-4", "addr", "show").stdout
+    used = set()
+    for line in out.splitlines():
+        address = ipaddress.ip_interface(line.split()[3])
+        if address.ip in LAB_NETWORK:
+            used.add(ipaddress.ip_network(f"{address.ip}/30", strict=False))
+    return used
+
+
+class LabHost:
+    def __init__(self, tag):
+        self.tag = tag
+        self.namespace = f"stwlab-{tag}"
+        self.veth_host, self.veth_ns = f"stwh{tag}", f"stwn{tag}"
+        self.root = LAB_ROOT / self.namespace
+        self.prefix = self.root / "prefix"
+        self.port = 22
+        self.root_password = secrets.token_urlsafe(12)
+        self.user = USER
+        self.user_password = secrets.token_urlsafe(12)
+        self.sshd = None
+        self.network = None
+
+    # -- what a test needs ----------------------------------------------------
+    @property
+    def address(self):
+        return str(self.network[2])
+
+    @property
+    def host_address(self):
+        """This machine's end of the veth pair (where the lab host reaches the control plane)."""
+        return str(self.network[1])
+
+    @property
+    def private_key(self):
+        return (self.root / "client_key").read_text()
+
+    def exec(self, *argv, check=True):
+        """Run a command inside the lab host's network namespace."""
+        return _run("ip", "netns", "exec", self.namespace, *argv, check=check)
+
+    # -- making and removing ----------------------------------------------------
+    def create(self):
+        LAB_ROOT.mkdir(parents=True, exist_ok=True)
+        with open(_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = _used_lab_networks()
+            self.network = next(n for n in LAB_NETWORK.subnets(new_prefix=30) if n not in used)
+            _run("ip", "netns", "add", self.namespace)
+            _run("ip", "link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)
+            _run("ip", "addr", "add", f"{self.host_address}/30", "dev", self.veth_host)
+        _run("ip", "link", "set", self.veth_ns, "netns", self.namespace)
+        _run("ip", "link", "set", self.veth_host, "up")
+        self.exec("ip", "link", "set", "lo", "up")
+        self.exec("ip", "addr", "add", f"{self.address}/30", "dev", self.veth_ns)
+        self.exec("ip", "link", "set", self.veth_ns, "up")
+        self._write_accounts()
+        self._write_sshd()
+        self.start_sshd()
+        return self
+
+    def _write_accounts(self):
+        etc = self.root / "etc"
+        for directory in (etc, self.prefix, self.root / "home" / "root", self.root / "home" / USER):
+            directory.mkdir(parents=True, exist_ok=True)
+        home_root, home_user = self.root / "home" / "root", self.root / "home" / USER
+        passwd = [line if not line.startswith("root:") else f"root:x:0:0:root:{home_root}:/bin/bash"
+                  for line in Path("/etc/passwd").read_text().splitlines()]
+        passwd.append(f"{USER}:x:{USER_UID}:{USER_UID}:lab user:{home_user}:/bin/bash")
+        shadow = [line for line in Path("/etc/shadow").read_text().splitlines() if not line.startswith("root:")]
+        shadow += [f"root:{_password_hash(self.root_password)}:19000:0:99999:7:::",
+                   f"{USER}:{_password_hash(self.user_password)}:19000:0:99999:7:::"]
+        group = Path("/etc/group").read_text().splitlines() + [f"{USER}:x:{USER_UID}:"]
+        sudoers = ["Defaults env_reset", 'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+                   "root ALL=(ALL:ALL) ALL", f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL"]
+        for name, lines, mode in (("passwd", passwd, 0o644), ("shadow", shadow, 0o640), ("group", group, 0o644),
+                                  ("sudoers", sudoers, 0o440)):
+            path = etc / name
+            path.write_text("\n".join(lines) + "\n")
+            os.chmod(path, mode)
+        os.chown(home_user, USER_UID, USER_UID)
+
+    def _write_sshd(self):
+        ssh = self.root / "ssh"
+        (ssh / "authorized_keys").mkdir(parents=True, exist_ok=True)
+        self._new_host_key()
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"steward-lab-{self.tag}", "-f", str(self.root / "client_key"))
+        public = (self.root / "client_key.pub").read_text()
+        for user in ("root", USER):
+            (ssh / "authorized_keys" / user).write_text(public)
+        (ssh / "sshd_config").write_text("\n".join([
+            f"ListenAddress {self.address}:{self.port}",
+            f"HostKey {ssh / 'host_key'}",
+            f"PidFile {ssh / 'sshd.pid'}",
+            f"AuthorizedKeysFile {ssh / 'authorized_keys'}/%u",
+            "PermitRootLogin yes",
+            "PasswordAuthentication yes",
+            "PubkeyAuthentication yes",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "MaxStartups 100:30:200",
+            f"SetEnv STEWARD_PREFIX={self.prefix}",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]))
+
+    def _new_host_key(self):
+        key = self.root / "ssh" / "host_key"
+        for path in (key, key.with_suffix(".pub")):
+            path.unlink(missing_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+
+    def start_sshd(self):
+        etc = self.root / "etc"
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        mounts = " && ".join(f"mount --bind {etc / name} /etc/{name}" for name in ("passwd", "shadow", "group", "sudoers"))
+        self.sshd = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+             f"{mounts} && exec /usr/sbin/sshd -D -e -f {self.root / 'ssh' / 'sshd_config'}"],
+            stdout=open(self.root / "sshd.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.sshd.poll() is not None:
+                raise RuntimeError(f"lab sshd exited: {(self.root / 'sshd.log').read_text()[-2000:]}")
+            if self.exec("sh", "-c", f"ss -ltn | grep -q '{self.address}:{self.port} '", check=False).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("lab sshd did not listen within 10 s")
+
+    def stop_sshd(self):
+        if self.sshd is not None and self.sshd.poll() is None:
+            os.killpg(self.sshd.pid, signal.SIGTERM)
+            try:
+                self.sshd.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.sshd.pid, signal.SIGKILL)
+                self.sshd.wait()
+        self.sshd = None
+
+    def rotate_host_key(self):
+        """As if the server were reinstalled (or someone sat in between): sshd shows a new key."""
+        self.stop_sshd()
+        self._new_host_key()
+        self.start_sshd()
+
+    def destroy(self):
+        self.stop_sshd()
+        # Whatever the installs started in the namespace (knotd, kea-dhcp4, the agent).
+        pids = _run("ip", "netns", "pids", self.namespace, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        _run("ip", "link", "del", self.veth_host, check=False)
+        _run("ip", "netns", "del", self.namespace, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lab_hosts(count=1):
+    """``count`` lab hosts, made in parallel; all removed on exit."""
+    run_tag = uuid.uuid4().hex[:4]
+    hosts = [LabHost(f"{run_tag}{i:02d}") for i in range(count)]
+    try:
+        with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
+            list(pool.map(LabHost.create, hosts))
+        yield hosts
+    finally:
+        with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
+            list(pool.map(LabHost.destroy, hosts))
+
+
+@contextlib.contextmanager
+def lab_host():
+    with lab_hosts(1) as hosts:
+        yield hosts[0]

@@ -1,0 +1,90 @@
+"""Push installs against lab hosts, through the real gateway app, provisioner, inventory and broker."""
+import subprocess
+import time
+
+import pytest
+from falcon import testing
+from kombu import Connection, Exchange, Queue
+
+from gateway.app import create_app
+from gateway.routes import PREFIX
+from tests.lab import lab_host
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_management():
+    # The provisioner makes per-server RabbitMQ users through the management API (idempotent).
+    subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], check=True, capture_output=True)
+    for _ in range(100):
+        if subprocess.run(["curl", "-sf", "-u", "guest:guest", "http://127.0.0.1:15672/api/overview"],
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("RabbitMQ management API did not come up")
+
+
+@pytest.fixture(scope="session")
+def gateway_app(settings, rpc):
+    return create_app(settings, rpc=rpc)
+
+
+@pytest.fixture
+def api(gateway_app, inventory, provisioner, rabbitmq_management, admin_token):
+    client = testing.TestClient(gateway_app, headers={"Authorization": f"Bearer {admin_token}"})
+    return client
+
+
+@pytest.fixture
+def lab():
+    with lab_host() as host:
+        yield host
+
+
+@pytest.fixture
+def provisioner_events(settings):
+    """Every event the provisioner emits during the test, in order."""
+    connection = Connection(settings.amqp_uri)
+    queue = Queue("test-provisioner-events", Exchange("provisioner.events", type="topic", durable=True),
+                  routing_key="#", auto_delete=True, durable=False)
+    bound = queue(connection.default_channel)
+    bound.declare()
+    bound.purge()
+
+    def drain():
+        received = []
+        while (message := bound.get(no_ack=True)) is not None:
+            received.append((message.delivery_info["routing_key"], message.payload))
+        return received
+
+    yield drain
+    bound.delete()
+    connection.release()
+
+
+def register(api, host, **fields):
+    """A server for a lab host, as an operator registers it (process runtime: no Docker here)."""
+    body = {"name": f"lab-{host.tag}", "address": host.address, "os": "ubuntu", "runtime": "process",
+            "ssh_password": host.root_password}
+    body.update(fields)
+    created = api.simulate_post(f"{PREFIX}/servers", json=body)
+    assert created.status_code == 201, created.text
+    return created.json
+
+
+def wait_for_task(api, task_id, timeout=180):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = api.simulate_get(f"{PREFIX}/tasks/{task_id}").json
+        seen.append(task)
+        if task["state"] in ("succeeded", "failed"):
+            return task, seen
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} did not finish in {timeout} s: {seen[-1]}")
+
+
+def push_install(api, server_id):
+    accepted = api.simulate_post(f"{PREFIX}/servers/{server_id}/actions/push-install")
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["location"] == f"{PREFIX}/tasks/{accepted.json['id']}"
+    return accepted.json
