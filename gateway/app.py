@@ -8,6 +8,7 @@ from gateway.resources.health import Health
 from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
 from gateway.resources import monitoring as monitoring_resources
 from gateway.resources import notifier as notifications
+from gateway.resources import updater as updates
 from gateway.resources import provisioner as provisioning
 from gateway.resources import tasks
 from gateway.resources.servers import ServerCollection, ServerItem
@@ -18,6 +19,7 @@ from shared.logs import configure_logging
 from shared.publisher import ConfirmedPublisher
 from shared.rpc import RpcClient
 from shared.schemas.agent import EXCHANGE as AGENT_EXCHANGE
+from shared.schemas.updater import storage_dir as image_storage_dir
 
 
 def create_app(settings, rpc=None, agent_publisher=None):
@@ -68,6 +70,21 @@ def create_app(settings, rpc=None, agent_publisher=None):
     app.add_route(f"{monitoring_server}/heartbeats", monitoring_resources.ServerLiveness(monitoring))
     app.add_route(f"{monitoring_server}/retention", monitoring_resources.ServerRetention(monitoring))
     app.add_route(f"{PREFIX}/monitoring/records/rps", monitoring_resources.RecordRps(monitoring))
+
+    updater = rpc.service("updater")
+    spool = updates.ImageSpool(image_storage_dir(settings), int(settings.section("updater").get("max_image_bytes", 1 << 29)))
+    app.add_route(f"{PREFIX}/versions", updates.VersionCollection(updater, spool))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/push-update", updates.PushUpdate(updater))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/update-tasks", updates.ServerUpdateTasks(updater))
+    app.add_route(f"{PREFIX}/update-tasks/{{task_id}}", updates.UpdateTaskItem(updater))
+    app.add_route(f"{PREFIX}/update-tasks/{{task_id}}/log", updates.UpdateTaskLog(updater))
+    app.add_route(f"{PREFIX}/rollouts", updates.RolloutCollection(updater))
+    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}", updates.RolloutItem(updater))
+    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}/actions/resume", updates.RolloutAction(updater, "resume"))
+    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}/actions/cancel", updates.RolloutAction(updater, "cancel"))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/diagnostics", updates.Diagnostics(updater))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/diagnostics/{{run_id}}", updates.DiagnosticsItem(updater))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/diagnostics/{{run_id}}/log", updates.DiagnosticsLog(updater))
 
     app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
     app.add_route(f"{PREFIX}/docs", SwaggerPage())

@@ -10,6 +10,7 @@ from shared.schemas import provisioner as provisioner_schemas
 from shared.schemas import tasks as task_schemas
 from shared.schemas import servers as server_schemas
 from shared.schemas import settings as settings_schemas
+from shared.schemas import updater as updater_schemas
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,44 @@ OPERATIONS = [
     Operation("GET", "/monitoring/records/rps", "Monitoring",
               "Requests per second over time for one DNS record, searched by name",
               query=monitoring_schemas.RecordRpsQuery, response=monitoring_schemas.RecordRps),
+
+    # -- updates (the updater service) ----------------------------------------
+    Operation("GET", "/versions", "PVServers", "The version catalog per component (uploads; the registry in internet mode)",
+              query=updater_schemas.VersionQuery, response=updater_schemas.VersionList, errors=(400, 401, 403)),
+    Operation("POST", "/versions", "PVServers",
+              "Upload an image (body: the .tar.gz itself, Content-Type application/gzip; ?component= to insist on one); "
+              "a malformed or truncated file is refused and nothing is kept",
+              query=updater_schemas.ImageUploadQuery, response=updater_schemas.Version, status=201,
+              errors=(400, 401, 403, 409)),
+    Operation("POST", "/servers/{server_id}/actions/push-update", "PVServers",
+              "Update a server's components (all, or one; the newest or a given version); returns the task at once",
+              body=updater_schemas.PushUpdate, response=updater_schemas.TaskAccepted, status=202,
+              errors=(400, 401, 403, 404)),
+    Operation("GET", "/servers/{server_id}/update-tasks", "PVServers", "A server's recent update tasks",
+              response=updater_schemas.UpdateTask, many=True),
+    Operation("GET", "/update-tasks/{task_id}", "PVServers", "An update task: state, step k of N, outcome per component",
+              response=updater_schemas.UpdateTask, errors=(401, 403, 404)),
+    Operation("GET", "/update-tasks/{task_id}/log", "PVServers", "Download an update task's step log (text)",
+              errors=(401, 403, 404)),
+    Operation("GET", "/rollouts", "PVServers", "Rollouts, newest first", response=updater_schemas.Rollout, many=True),
+    Operation("POST", "/rollouts", "PVServers",
+              "Update a set of servers in waves: a canary, then batches; pauses at the first failures",
+              body=updater_schemas.RolloutCreate, response=updater_schemas.Rollout, status=201,
+              errors=(400, 401, 403, 404, 409)),
+    Operation("GET", "/rollouts/{rollout_id}", "PVServers", "A rollout and each server's outcome",
+              response=updater_schemas.Rollout, errors=(401, 403, 404)),
+    Operation("POST", "/rollouts/{rollout_id}/actions/resume", "PVServers", "Resume a paused rollout",
+              response=updater_schemas.Rollout, errors=(401, 403, 404, 409)),
+    Operation("POST", "/rollouts/{rollout_id}/actions/cancel", "PVServers",
+              "Cancel a rollout: servers not yet started are left alone", response=updater_schemas.Rollout,
+              errors=(401, 403, 404, 409)),
+    Operation("POST", "/servers/{server_id}/actions/diagnostics", "PVServers",
+              "Check the runtime, the monitoring component, RabbitMQ, heartbeats and disk on a server; the run is kept",
+              response=updater_schemas.DiagnosticsRun, status=201, errors=(401, 403, 404)),
+    Operation("GET", "/servers/{server_id}/diagnostics/{run_id}", "PVServers", "A diagnostics run",
+              response=updater_schemas.DiagnosticsRun, errors=(401, 403, 404)),
+    Operation("GET", "/servers/{server_id}/diagnostics/{run_id}/log", "PVServers",
+              "Download a diagnostics run's log (text)", errors=(401, 403, 404)),
 
     # -- provisioning (provisioner) -----------------------------------------------------------
     Operation("GET", "/servers/{server_id}/bundle", "PVServers",

@@ -110,10 +110,6 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
-class UpdateTaskNotFound(NotFound):
-    code = "task_not_found"
-
-
 class RolloutNotFound(NotFound):
     code = "rollout_not_found"
 

@@ -3,10 +3,10 @@
 Every run is kept with its log, so an operator can download what was seen.
 """
 import json
-import shlex
 import uuid
 
 from services.updater.models import DiagnosticsRun
+from services.updater.remote import prefixed_command
 from services.updater.tasks import utcnow
 from shared.errors import DiagnosticsNotFound
 
@@ -42,8 +42,8 @@ class Diagnostics:
             raise DiagnosticsNotFound(f"no diagnostics run {run_id} for server {server_id}")
         return run
 
-    def run(self, server, requested_by, open_shell, heartbeat_check, prefix="/", sudo=False):
-        """``open_shell()`` connects to the server; ``heartbeat_check()`` -> (status, message)."""
+    def run(self, server, requested_by, open_shell, heartbeat_check):
+        """``open_shell()`` connects to the server (an SSH Connection); ``heartbeat_check()`` -> (status, message)."""
         run = DiagnosticsRun(id=uuid.uuid4().hex, server_id=server["id"], server_name=server["name"], state="running",
                              checks=[], log="", requested_by=requested_by)
         self.session.add(run)
@@ -58,10 +58,8 @@ class Diagnostics:
         else:
             try:
                 checks.append({"name": "ssh", "status": "passed", "message": "logged in over SSH"})
-                root = prefix.rstrip("/")
-                command = " ".join(shlex.quote(w) for w in (
-                    "env", f"STEWARD_PREFIX={root or '/'}", "python3", f"{root}/{REMOTE_SCRIPT}"))
-                status, output = shell.run(f"sudo -n {command}" if sudo else command)
+                command = prefixed_command(REMOTE_SCRIPT, [])
+                status, output = shell.run(command, root=True)
                 log.append(f"$ {command}\n{output.rstrip()}\n(exit {status})")
                 found = parse_checks(output)
                 if not found:

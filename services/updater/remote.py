@@ -8,6 +8,10 @@ import json
 import shlex
 import uuid
 
+import paramiko
+
+from shared.errors import SshFailed
+
 REMOTE_SCRIPT = "opt/steward/pv_update.py"
 
 
@@ -19,24 +23,36 @@ class RemoteFailed(Exception):
         self.output = output
 
 
+def prefixed_command(script, args):
+    """Run a bundle script under the server's install prefix.
+
+    The prefix is the login session's $STEWARD_PREFIX (unset in production: /); it is
+    passed on explicitly because sudo resets the environment.
+    """
+    words = " ".join(shlex.quote(a) for a in args)
+    command = (f'env STEWARD_PREFIX="${{STEWARD_PREFIX:-/}}" python3 "${{STEWARD_PREFIX%/}}/{script}"'
+               + (f" {words}" if words else ""))
+    return command
+
+
+def upload_file(connection, local, remote):
+    """Stream a file to the server over SFTP (an image is never read whole into memory)."""
+    try:
+        with connection.client.open_sftp() as sftp:
+            sftp.put(local, remote)
+            sftp.chmod(remote, 0o600)
+    except (paramiko.SSHException, OSError) as exc:
+        raise SshFailed(f"upload to {remote} failed: {exc}") from None
+
+
 class ComponentHost:
-    """pv_update.py on one server, through a ``shell`` with ``run(command) -> (status, output)`` and ``put``."""
+    """pv_update.py on one server, over the provisioner's SSH ``Connection`` (root steps through sudo -n)."""
 
-    def __init__(self, shell, prefix="/", sudo=False):
-        self.shell = shell
-        self.prefix = prefix.rstrip("/")
-        self.sudo = sudo
-
-    def path(self, relative):
-        return f"{self.prefix}/{relative}"
-
-    def _command(self, *args):
-        words = ["env", f"STEWARD_PREFIX={self.prefix or '/'}", "python3", self.path(REMOTE_SCRIPT), *args]
-        command = " ".join(shlex.quote(w) for w in words)
-        return f"sudo -n {command}" if self.sudo else command
+    def __init__(self, connection):
+        self.connection = connection
 
     def call(self, *args):
-        status, output = self.shell.run(self._command(*args))
+        status, output = self.connection.run(prefixed_command(REMOTE_SCRIPT, args), root=True)
         if status != 0:
             raise RemoteFailed(f"pv_update.py {' '.join(args)} exited with {status}", output)
         return output
@@ -57,8 +73,8 @@ class ComponentHost:
         """Transfer the image, then unpack it on the server (pv_update.py checks it again there)."""
         # Uploaded as the login user (who may not own the prefix); pv_update.py, run with sudo when needed, moves it in.
         remote = f"/tmp/pv-image-{component}-{version}-{uuid.uuid4().hex[:8]}.tar.gz"
-        self.shell.put(local_image, remote)
+        upload_file(self.connection, local_image, remote)
         try:
             return self.call("install", remote, "--sha256", sha256)
         finally:
-            self.shell.run(f"rm -f {shlex.quote(remote)}")
+            self.connection.run(f"rm -f {shlex.quote(remote)}")

@@ -8,6 +8,7 @@ mid-task hands it to another one (see tasks.Tasks.claim).
 from datetime import timedelta
 
 from kombu import Exchange, Queue
+from nameko.dependency_providers import Config
 from nameko.messaging import Publisher, consume
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
@@ -50,6 +51,7 @@ class UpdaterService:
     secrets = Secrets()
     events = Events()
     request_id = RequestContext()
+    config = Config()
     inventory = RpcProxy("inventory")
     provisioner = RpcProxy("provisioner")
     monitoring = RpcProxy("monitoring_ingest")
@@ -57,7 +59,7 @@ class UpdaterService:
 
     # -- collaborators -----------------------------------------------------------
     def _options(self):
-        return self.container.config.get("updater") or {}
+        return self.config.get("updater") or {}
 
     def _update_settings(self):
         return self.inventory.effective_settings()["update"]
@@ -67,7 +69,7 @@ class UpdaterService:
         if update_settings is not None:
             registry = Registry(self._options().get("registry_url", ""), update_settings.get("repository_tokens"),
                                 timeout_seconds=update_settings.get("api_timeout_ms", 30000) / 1000)
-        return Catalog(self.db, schemas.storage_dir(self.container.config), registry)
+        return Catalog(self.db, schemas.storage_dir(self.config), registry)
 
     def _hosts(self):
         return Hosts(self.inventory, self.provisioner, self._options())
@@ -152,7 +154,7 @@ class UpdaterService:
                 Update(self.db, steps, self._catalog(settings), settings["mode"], self.inventory, host,
                        self.events.emit).run(server)
             finally:
-                host.shell.close()
+                host.connection.close()
         if task.rollout_id:
             self._enqueue([{"rollout_id": task.rollout_id}])
 
@@ -244,11 +246,8 @@ class UpdaterService:
         require_role(principal, "operator")
         server = self.inventory.get_server(SERVICE_PRINCIPAL, server_id)
         hosts = self._hosts()
-        target = hosts.target(server_id)
-        run = Diagnostics(self.db).run(
-            server, principal.get("name"), lambda: hosts.connect(server_id),
-            lambda: self._heartbeat_check(server_id), prefix=target["prefix"], sudo=target["sudo"],
-        )
+        run = Diagnostics(self.db).run(server, principal.get("name"), lambda: hosts.connect(server_id),
+                                       lambda: self._heartbeat_check(server_id))
         return schemas.DiagnosticsRun().dump(run_dict(run))
 
     @rpc

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from sqlalchemy import String, and_, func, or_, select, update
 
 from services.updater.models import TaskStep, UpdateTask
-from shared.errors import UpdateTaskNotFound
+from shared.errors import TaskNotFound
 
 MAX_OUTPUT = 64 * 1024
 
@@ -63,7 +63,7 @@ class Tasks:
     def get(self, task_id):
         task = self.session.get(UpdateTask, task_id)
         if task is None:
-            raise UpdateTaskNotFound(f"no update task {task_id}")
+            raise TaskNotFound(f"no update task {task_id}")
         return task
 
     def dispatch(self, task):

@@ -168,5 +168,5 @@ def storage_dir(settings):
 
     from shared.config import ROOT
 
-    path = Path(settings.section("updater").get("storage_dir") or ".steward/images")
+    path = Path((settings.get("updater") or {}).get("storage_dir") or ".steward/images")
     return path if path.is_absolute() else ROOT / path

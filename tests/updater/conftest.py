@@ -1,0 +1,110 @@
+"""The updater in a real container, the real gateway app in front of it, and a small version registry."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from falcon import testing
+from kombu import Connection, Exchange, Queue
+
+from gateway.app import create_app
+from shared.config import Settings
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory):
+    return tmp_path_factory.mktemp("images")
+
+
+@pytest.fixture(scope="session")
+def updater_settings(settings, storage):
+    options = dict(settings.section("updater"), storage_dir=str(storage), ssh_timeout_seconds=5)
+    return Settings(dict(settings, updater=options))
+
+
+@pytest.fixture
+def updater(start_service, updater_settings, inventory):
+    from services.updater.service import UpdaterService
+
+    return start_service(UpdaterService, {"updater": updater_settings["updater"]})
+
+
+@pytest.fixture(scope="session")
+def updater_app(updater_settings, rpc):
+    return create_app(updater_settings, rpc=rpc)
+
+
+@pytest.fixture
+def api(updater_app, updater, admin_token):
+    return testing.TestClient(updater_app, headers={"Authorization": f"Bearer {admin_token}"})
+
+
+@pytest.fixture
+def updater_events(settings):
+    """Every event the updater emits during the test, in order."""
+    connection = Connection(settings.amqp_uri)
+    queue = Queue("test-updater-events", Exchange("updater.events", type="topic", durable=True),
+                  routing_key="#", auto_delete=True, durable=False)
+    bound = queue(connection.default_channel)
+    bound.declare()
+    bound.purge()
+
+    def drain():
+        received = []
+        while (message := bound.get(no_ack=True)) is not None:
+            received.append((message.delivery_info["routing_key"], message.payload))
+        return received
+
+    yield drain
+    bound.delete()
+    connection.release()
+
+
+class Registry:
+    """A version registry on loopback: the two endpoints services/updater/registry.py speaks, with token auth."""
+
+    def __init__(self, tokens):
+        self.tokens = tokens  # component -> token
+        self.images = {}  # (component, version) -> bytes
+        self.requests = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                registry.requests.append(self.path)
+                parts = self.path.strip("/").split("/")  # v1 components C versions [V image]
+                if len(parts) < 4 or parts[:2] != ["v1", "components"] or parts[3] != "versions":
+                    return self._send(404, b'{"error": "not found"}')
+                component = parts[2]
+                if self.headers.get("Authorization") != f"Bearer {registry.tokens.get(component)}":
+                    return self._send(401, b'{"error": "bad token"}')
+                if len(parts) == 4:
+                    import hashlib
+
+                    body = {"versions": [
+                        {"version": v, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+                        for (c, v), data in registry.images.items() if c == component
+                    ]}
+                    return self._send(200, json.dumps(body).encode())
+                data = registry.images.get((component, parts[4]))
+                if data is None or parts[5:] != ["image"]:
+                    return self._send(404, b'{"error": "no such version"}')
+                return self._send(200, data, "application/gzip")
+
+            def _send(self, status, body, content_type="application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
