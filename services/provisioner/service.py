@@ -82,6 +82,11 @@ class ProvisionerService:
         return {"server_id": server_id, "forgotten": self.provisioning.host_keys.forget(server_id)}
 
     @rpc
+    def pinned_host_key(self, server_id):
+        """For the updater (never the API): the pinned (key_type, base64), or None before the first install."""
+        return self.provisioning.host_keys.pinned(server_id)
+
+    @rpc
     def cleanup_server(self, principal, server_id):
         """Before the inventory deletes a server: remove what was installed on it (best effort)."""
         server = self.provisioning.inventory.get_server(principal, server_id)
