@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test test-fast bench bench-gateway migrate clean
+.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,10 +35,13 @@ migrate: install
 test: install
 	$(PY) -m pytest -q
 
-bench: bench-gateway
+bench: bench-gateway bench-notify
 
 bench-gateway: install
 	$(PY) -m bench.gateway
+
+bench-notify: install
+	$(PY) -m bench.notify
 
 clean: down
 	rm -rf $(VENV) .steward

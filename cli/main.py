@@ -5,6 +5,7 @@
     steward settings show|set ...
     steward tokens create|list|delete ...
     steward users list|create ...
+    steward notifications channels|rules|templates|deliveries ...
     steward versions list|upload, steward servers update|update-log|diagnose, steward rollouts ...
 
 The API URL comes from --url, $STEWARD_URL or .steward/api-url; the token from
@@ -15,7 +16,7 @@ import json
 import os
 import sys
 
-from cli import updates
+from cli import notifications, updates
 from cli.api import Api, ApiError, default_token, default_url
 from cli.output import as_json, record, table
 
@@ -237,7 +238,7 @@ def build_parser():
     parser.add_argument("--url", default=None, help="API base URL (default: $STEWARD_URL, .steward/api-url)")
     parser.add_argument("--token", default=None, help="API token (default: $STEWARD_TOKEN, .steward/admin-token)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{servers,settings,tokens,users,versions,rollouts}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{servers,settings,tokens,users,versions,rollouts,notifications}")
 
     servers = groups.add_parser("servers", help="managed servers").add_subparsers(dest="command", required=True)
     p = servers.add_parser("list", help="list servers")
@@ -295,6 +296,7 @@ def build_parser():
     p.set_defaults(func=users_create)
 
     updates.add_commands(groups, servers)
+    notifications.add_commands(groups)
     return parser
 
 

@@ -173,3 +173,7 @@ def down(server_id, name=None, previous="up", at=None):
 
 def deliveries(rpc, principal, **query):
     return rpc.call("notifier", "list_deliveries", principal, query)
+
+
+# The real gateway app and, over real HTTP, the CLI (fixtures of the gateway tier).
+from tests.gateway.conftest import api_url, app, auth, client  # noqa: E402,F401

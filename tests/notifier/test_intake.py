@@ -1,0 +1,145 @@
+"""Domain code on the real database with injected timestamps: windows, repeats, flapping, retries."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.notifier.channels import Channels
+from services.notifier.delivery import Courier
+from services.notifier.intake import Intake
+from services.notifier.models import Delivery, DeliveryItem
+from services.notifier.policy import Policy
+from services.notifier.rules import Rules
+from services.notifier.templates import Templates
+from services.notifier.transports import DeliveryFailed
+from shared.crypto import SecretBox
+from shared.events import build_event
+
+T0 = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
+POLICY = Policy(digest_window_seconds=5, flap_window_seconds=600, flap_changes=4, max_attempts=3,
+                backoff_base_seconds=10, backoff_max_seconds=60)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def channel(session):
+    channel = Channels(session, SecretBox("k")).create({"name": "hook", "kind": "webhook", "enabled": True, "settings": {
+        "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"}})
+    Rules(session).create({"name": "all", "enabled": True, "event_types": [], "min_severity": "info", "server_ids": [],
+                           "server_search": None, "channel_ids": [channel.id]})
+    session.commit()
+    return channel
+
+
+def state(server_id, new, at, previous="unknown"):
+    return build_event("server_state_changed", occurred_at=at, server_id=server_id, server_name=f"dns-{server_id}",
+                       previous_state=previous, state=new)
+
+
+def deliveries(session):
+    return session.scalars(select(Delivery).order_by(Delivery.id)).all()
+
+
+def test_events_within_the_window_share_one_delivery_and_a_later_one_opens_the_next(session, clock, channel):
+    intake = Intake(session, POLICY, clock)
+    assert intake.receive("server_state_changed", state(1, "down", T0)) == "notified"
+    clock.advance(4)
+    intake.receive("disk_low", build_event("disk_low", server_id=2, server_name="dns-2", mountpoint="/",
+                                           free_percent=2.0))
+    clock.advance(2)  # past the 5 s window
+    intake.receive("server_state_changed", state(3, "down", clock.now))
+    session.commit()
+    first, second = deliveries(session)
+    assert (first.status, first.item_count) == ("pending", 2)
+    assert (second.status, second.item_count) == ("collecting", 1)
+    assert second.due_at == clock.now + timedelta(seconds=5)
+
+
+def test_redelivered_repeated_and_stale_state_changes_notify_nothing(session, clock, channel):
+    intake = Intake(session, POLICY, clock)
+    down = state(1, "down", T0)
+    assert intake.receive("server_state_changed", down) == "notified"
+    assert intake.receive("server_state_changed", down) == "duplicate"  # the same event again
+    assert intake.receive("server_state_changed", state(1, "down", T0 + timedelta(seconds=1))) == "repeat"
+    assert intake.receive("server_state_changed", state(1, "up", T0 - timedelta(seconds=30))) == "stale"
+    assert intake.receive("server_state_changed", state(1, "up", T0 + timedelta(seconds=60), "down")) == "notified"
+    session.commit()
+    assert [i.payload["state"] for i in session.scalars(select(DeliveryItem).order_by(DeliveryItem.id))] == \
+        ["down", "up"]
+
+
+def test_a_flapping_server_gets_one_notice_then_silence_then_the_state_it_settled_in(session, clock, channel):
+    intake = Intake(session, POLICY, clock)
+    outcomes = []
+    for minute in range(8):
+        at = T0 + timedelta(minutes=minute)
+        clock.now = at
+        outcomes.append(intake.receive("server_state_changed", state(5, "down" if minute % 2 == 0 else "up", at)))
+    assert outcomes == ["notified"] * 4 + ["flapping"] + ["muted"] * 3
+    clock.now = T0 + timedelta(minutes=7, seconds=599)
+    assert intake.settle_flapping() == 0  # not yet stable for the whole flap window
+    clock.now = T0 + timedelta(minutes=17)
+    assert intake.settle_flapping() == 1
+    session.commit()
+    items = session.scalars(select(DeliveryItem).order_by(DeliveryItem.id)).all()
+    assert [i.event_type for i in items] == ["server_state_changed"] * 4 + ["server_flapping", "server_state_changed"]
+    assert items[-1].payload["state"] == "up" and items[-1].payload["settled_after_flapping"] is True
+    assert intake.settle_flapping() == 0  # reported once
+
+
+def test_failed_sends_back_off_exponentially_with_jitter_then_dead_letter(session, clock, channel):
+    intake = Intake(session, POLICY, clock)
+    intake.receive("backup_failed", build_event("backup_failed", backup_server_id=1, backup_server_name="b-1",
+                                                backup_id="x", error="disk full"))
+    session.commit()
+    sent = []
+
+    def refusing(kind, settings, secret, message, clock):
+        sent.append(message)
+        raise DeliveryFailed("POST http://127.0.0.1:9/hook: HTTP 503 busy")
+
+    courier = Courier(session, SecretBox("k"), Templates(session, "https://s.example"), POLICY, clock,
+                      rng=lambda: 1.0, transport=refusing)
+    clock.advance(5)
+    assert courier.send_due() == 1
+    [delivery] = deliveries(session)
+    assert delivery.attempts == 1 and delivery.status == "pending"
+    assert delivery.due_at == clock.now + timedelta(seconds=10)  # base * 2^0, at the top of the jitter
+    assert courier.send_due() == 0  # not due yet
+    clock.advance(10)
+    courier.send_due()
+    session.refresh(delivery)
+    assert delivery.due_at == clock.now + timedelta(seconds=20)
+    clock.advance(20)
+    courier.send_due()
+    session.refresh(delivery)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("dead", 3, "POST http://127.0.0.1:9/hook: HTTP 503 busy")
+    assert len(sent) == 3 and sent[0].subject == "[Steward] Backup on b-1 FAILED"
+
+
+def test_backoff_is_capped_and_jittered_between_half_and_all_of_the_step():
+    assert POLICY.backoff(1, rng=lambda: 0.0) == timedelta(seconds=5)
+    assert POLICY.backoff(3, rng=lambda: 1.0) == timedelta(seconds=40)
+    assert POLICY.backoff(30, rng=lambda: 1.0) == timedelta(seconds=60)
