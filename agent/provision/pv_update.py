@@ -11,7 +11,7 @@ the same steps it runs for a push update, calling this script's subcommands
 over SSH:
 
     pv_update.py state                      running and installed versions (JSON)
-    pv_update.py stop COMPONENT             stop_pv_<component>.sh (the installed copy in <prefix>/opt/steward)
+    pv_update.py stop COMPONENT             keep the running version's files (first time), stop_pv_<component>.sh
     pv_update.py install IMAGE [--sha256 X] check and unpack an image into versions/<component>/<version>/
     pv_update.py start COMPONENT -v VERSION start_pv_<component>.sh -v VERSION
     pv_update.py activate COMPONENT VERSION put an installed image's files in place (the start scripts call it)
@@ -225,7 +225,6 @@ def install(image, expected_sha256=None):
         raise ImageError("checksum mismatch: the transfer was damaged")
     manifest = read_image(image)
     component, version = manifest["component"], manifest["version"]
-    _snapshot_current(component)
     final = versions_dir(component, version)
     staging = tempfile.mkdtemp(dir=_ensure(versions_dir(component)), prefix=".staging-")
     try:
@@ -348,6 +347,7 @@ def main(argv=None):
             print(json.dumps(state(), sort_keys=True))
             return 0
         if args.command == "stop":
+            _snapshot_current(args.component)  # before the stop script forgets which version ran
             return run_script(f"stop_pv_{args.component}.sh")
         if args.command == "start":
             return run_script(f"start_pv_{args.component}.sh", "-v", args.start_version)

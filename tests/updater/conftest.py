@@ -108,3 +108,43 @@ class Registry:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# Lab hosts installed by the real provisioner: what every update test starts from.
+from tests.provisioner.conftest import (  # noqa: E402,F401
+    provisioner_events, push_install, rabbitmq_management, register, wait_for_task)
+
+FINISHED = ("succeeded", "failed", "rolled_back")
+
+
+@pytest.fixture
+def lab_api(api, provisioner, rabbitmq_management, provisioner_events, rpc, admin):  # noqa: F811
+    """The API with the provisioner too, in local update mode (images uploaded by the operator).
+
+    (provisioner_events declares the provisioner's event exchange, which its standalone dispatcher needs.)"""
+    rpc.call("inventory", "update_settings", admin, {"update": {"mode": "local"}})
+    return api
+
+
+def install(api, hosts):
+    """Register and push-install lab hosts (in parallel, as an operator would); returns their servers."""
+    servers = [register(api, host) for host in hosts]
+    tasks = [push_install(api, server["id"]) for server in servers]
+    for task in tasks:
+        finished, _ = wait_for_task(api, task["id"], timeout=300)
+        assert finished["state"] == "succeeded", finished["error"]
+    return servers
+
+
+def wait_for_update(api, task_id, timeout=120):
+    import time
+
+    from gateway.routes import PREFIX
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = api.simulate_get(f"{PREFIX}/update-tasks/{task_id}").json
+        if task["state"] in FINISHED:
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"update task {task_id} did not finish in {timeout} s: {task}")

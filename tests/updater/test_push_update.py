@@ -1,0 +1,95 @@
+"""End to end on lab hosts, as a new user would: version 1 (the install) runs; upload a good version,
+push it, see it run and answer; upload a broken one, see it rolled back."""
+import time
+
+from gateway.routes import PREFIX
+from services.provisioner.components import PROVISION_DIR, _load
+from tests.lab import lab_host
+from tests.updater.conftest import install, wait_for_update
+from tests.updater.images import dhcp_image, dns_image
+
+probes = _load("steward_pv_probes", PROVISION_DIR / "pv_probes.py")
+GZIP = {"Content-Type": "application/gzip"}
+
+
+def _upload(api, data):
+    added = api.simulate_post(f"{PREFIX}/versions", body=data, headers=GZIP)
+    assert added.status_code == 201, added.text
+
+
+def _push(api, server_id, **body):
+    accepted = api.simulate_post(f"{PREFIX}/servers/{server_id}/actions/push-update", json=body)
+    assert accepted.status_code == 202, accepted.text
+    return accepted.json["task_id"]
+
+
+def _versions(api, server):
+    return api.simulate_get(f"{PREFIX}/servers", params={"search": server["name"]}).json["items"][0]["versions"]
+
+
+def _lease(host):
+    done = host.exec("python3", str(PROVISION_DIR / "pv_probes.py"), "dhcp", check=False)
+    return done.returncode == 0 and "leased 198.51.100." in done.stdout
+
+
+def test_dns_update_then_a_broken_release_is_rolled_back(lab_api, updater_events):
+    api = lab_api
+    with lab_host() as host:
+        server, = install(api, [host])
+        assert _versions(api, server)["dns"] == "3.2.6"
+
+        _upload(api, dns_image("3.3"))
+        started = time.monotonic()
+        task = wait_for_update(api, _push(api, server["id"], component="dns"))
+        elapsed = time.monotonic() - started
+        assert task["state"] == "succeeded", task["error"]
+        assert task["outcome"]["dns"] == {"outcome": "updated", "from": "3.2.6", "to": "3.3", "reason": None}
+        assert [s["name"] for s in task["steps"]] == [
+            "stop dns", "check dns", "install dns 3.3", "start dns 3.3", "verify dns 3.3"]
+        assert _versions(api, server)["dns"] == "3.3"
+        assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
+        print(f"\nsingle DNS update on a lab host: {elapsed:.2f} s")
+
+        # Nothing newer: the component is started again, nothing else happens.
+        same = wait_for_update(api, _push(api, server["id"], component="dns"))
+        assert same["state"] == "succeeded" and same["outcome"]["dns"]["outcome"] == "up_to_date"
+        assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
+
+        updater_events()  # forget what came so far
+        _upload(api, dns_image("3.4", broken=True))
+        broken = wait_for_update(api, _push(api, server["id"], component="dns"))
+        assert broken["state"] == "rolled_back"
+        assert "verify dns 3.4 failed" in broken["error"] and "rolled back to 3.3" in broken["error"]
+        assert broken["outcome"]["dns"]["outcome"] == "rolled_back"
+        assert [s["status"] for s in broken["steps"]][-2:] == ["failed", "succeeded"]  # verify, rollback
+        assert _versions(api, server)["dns"] == "3.3"
+        assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
+
+        events = updater_events()
+        rolled_back = [p for name, p in events if name == "update_rolled_back"]
+        assert len(rolled_back) == 1
+        assert (rolled_back[0]["failed_version"], rolled_back[0]["restored_version"]) == ("3.4", "3.3")
+        assert rolled_back[0]["task_id"] == broken["id"] and rolled_back[0]["server_id"] == server["id"]
+        progress = [p for name, p in events if name == "update_progress"]
+        assert progress[0]["step"] == "stop dns" and progress[-1]["status"] == "succeeded"
+        assert host.root_password not in str(events)
+
+        log = api.simulate_get(f"{PREFIX}/update-tasks/{broken['id']}/log")
+        assert log.status_code == 200 and "== verify dns 3.4: failed" in log.text
+        assert host.root_password not in log.text
+
+
+def test_a_dhcp_release_with_a_broken_pool_is_rolled_back(lab_api, updater_events):
+    api = lab_api
+    with lab_host() as host:
+        server, = install(api, [host])
+        assert _lease(host)
+        updater_events()
+        _upload(api, dhcp_image("2.3", broken=True))
+        task = wait_for_update(api, _push(api, server["id"], component="dhcp"))
+        assert task["state"] == "rolled_back", task
+        assert "verify dhcp 2.3 failed" in task["error"] and "rolled back to 2.2.0" in task["error"]
+        assert task["outcome"]["dhcp"]["from"] == "2.2.0" and task["outcome"]["dhcp"]["to"] == "2.3"
+        assert _versions(api, server)["dhcp"] == "2.2.0"
+        assert _lease(host)
+        assert [name for name, _ in updater_events() if name == "update_rolled_back"] == ["update_rolled_back"]
