@@ -53,8 +53,7 @@ class ConfirmedPublisher:
             try:
                 channel = self._channel()
                 channel.returned.clear()
-                channel.producer.publish(body, routing_key=routing_key, mandatory=True, delivery_mode=2,
-                                         content_type="application/json", content_encoding="utf-8")
+                channel.producer.publish(body, routing_key=routing_key, mandatory=True, delivery_mode=2)
                 break
             except Exception as exc:  # a dropped connection: a fresh one, once
                 self._discard()

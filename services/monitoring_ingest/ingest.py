@@ -49,7 +49,7 @@ class Outcome:
 
 _RESOLUTIONS = "(VALUES ('minute'), ('hour')) AS r(resolution)"
 
-_HEARTBEATS = text(f"""
+_HEARTBEATS = text("""
 WITH batch AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
         AS b(server_id int, seq bigint, collected_at timestamptz, agent_version text, versions jsonb)
@@ -58,28 +58,32 @@ WITH batch AS (
     SELECT server_id, seq, collected_at, agent_version, versions FROM batch
     ON CONFLICT DO NOTHING
     RETURNING server_id, collected_at, stored_at, agent_version, versions
-), latest AS (
-    SELECT DISTINCT ON (server_id) * FROM stored ORDER BY server_id, collected_at DESC
-), previous AS (
-    SELECT server_id, state FROM monitoring.liveness
-    WHERE server_id IN (SELECT server_id FROM latest) ORDER BY server_id FOR UPDATE
-), upserted AS (
-    INSERT INTO monitoring.liveness AS l (server_id, state, last_heartbeat_at, changed_at, agent_version, versions)
-    SELECT server_id, 'up', stored_at, stored_at, agent_version, versions FROM latest
-    ON CONFLICT (server_id) DO UPDATE SET
-        state = 'up',
-        last_heartbeat_at = greatest(l.last_heartbeat_at, excluded.last_heartbeat_at),
-        changed_at = CASE WHEN l.state = 'up' THEN l.changed_at ELSE excluded.changed_at END,
-        agent_version = excluded.agent_version,
-        versions = excluded.versions
-    RETURNING server_id, last_heartbeat_at, (xmax = 0) AS inserted
 )
-SELECT u.server_id, s.name AS server_name, coalesce(p.state, 'unknown') AS previous_state, u.last_heartbeat_at
-FROM upserted u
-LEFT JOIN previous p USING (server_id)
-LEFT JOIN monitoring.servers s ON s.id = u.server_id
--- A replica that lost the race to insert a server's first row saw no previous row and did not insert.
-WHERE u.inserted OR (p.state IS NOT NULL AND p.state <> 'up')
+SELECT DISTINCT ON (server_id) server_id, stored_at, agent_version, versions FROM stored
+ORDER BY server_id, collected_at DESC
+""")
+
+# Locked first, in a statement of its own: a row that the upsert changes in the same
+# statement could not be locked (nor its old state read) any more.
+_LOCK_LIVENESS = text("""
+SELECT server_id, state FROM monitoring.liveness WHERE server_id = ANY(:ids) ORDER BY server_id FOR UPDATE
+""")
+
+_LIVENESS = text("""
+WITH latest AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS b(server_id int, stored_at timestamptz, agent_version text, versions jsonb)
+)
+INSERT INTO monitoring.liveness AS l (server_id, state, last_heartbeat_at, changed_at, agent_version, versions)
+SELECT server_id, 'up', stored_at, stored_at, agent_version, versions FROM latest
+ON CONFLICT (server_id) DO UPDATE SET
+    state = 'up',
+    last_heartbeat_at = greatest(l.last_heartbeat_at, excluded.last_heartbeat_at),
+    changed_at = CASE WHEN l.state = 'up' THEN l.changed_at ELSE excluded.changed_at END,
+    agent_version = excluded.agent_version,
+    versions = excluded.versions
+RETURNING l.server_id, (SELECT name FROM monitoring.servers WHERE id = l.server_id) AS server_name,
+    l.last_heartbeat_at, (xmax = 0) AS inserted
 """)
 
 _SYSTEM = text(f"""
@@ -204,19 +208,32 @@ class BatchWriter:
             by_kind[message["kind"]].append(message)
         outcome = Outcome()
         if by_kind["heartbeat"]:
-            rows = [
-                {"server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
-                 "agent_version": m["data"]["agent_version"], "versions": m["data"]["versions"]}
-                for m in by_kind["heartbeat"]
-            ]
-            for row in connection.execute(_HEARTBEATS, {"rows": json.dumps(rows)}):
-                outcome.state_changes.append(tuple(row))
+            outcome.state_changes = self._heartbeats(connection, by_kind["heartbeat"])
         if by_kind["system"]:
             connection.execute(_SYSTEM, {"rows": json.dumps([_system_row(m) for m in by_kind["system"]])})
             outcome.disks_low = self._disks(connection, by_kind["system"])
         if by_kind["dns"]:
             self._dns(connection, by_kind["dns"])
         return outcome
+
+    def _heartbeats(self, connection, messages):
+        rows = [
+            {"server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
+             "agent_version": m["data"]["agent_version"], "versions": m["data"]["versions"]}
+            for m in messages
+        ]
+        latest = connection.execute(_HEARTBEATS, {"rows": json.dumps(rows)}).mappings().all()
+        if not latest:  # all of them stored before: a redelivery
+            return []
+        previous = dict(connection.execute(_LOCK_LIVENESS, {"ids": [r["server_id"] for r in latest]}).all())
+        upserted = connection.execute(_LIVENESS, {"rows": json.dumps([dict(r) for r in latest], default=_iso)}).all()
+        changes = []
+        for row in upserted:
+            # A replica that lost the race to insert a server's first row neither inserted nor saw a state.
+            before = "unknown" if row.inserted else previous.get(row.server_id)
+            if before is not None and before != "up":
+                changes.append((row.server_id, row.server_name, before, row.last_heartbeat_at))
+        return changes
 
     def _disks(self, connection, messages):
         latest = {}

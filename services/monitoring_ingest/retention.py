@@ -3,8 +3,8 @@
 Raw data is kept ``raw_retention_minutes``, aggregates ``aggregated_retention_days``
 (inventory's effective monitoring settings). A server may keep its data longer
 (``retention_overrides``): partitions hold every server's rows, so a partition
-goes only when it is older than the longest retention any server needs; reads
-clip each server to its own retention. One replica runs at a time (advisory lock).
+goes only when it is older than the longest retention any server needs (the
+others' rows then live as long). One replica runs at a time (advisory lock).
 """
 from datetime import timedelta
 
@@ -37,7 +37,3 @@ def run(engine, now, raw_retention_minutes, aggregated_retention_days):
     return {"dropped": dropped, "ensured": len(created), "raw_retention_minutes": raw_minutes,
             "aggregated_retention_days": aggregated_days}
 
-
-def window_start(now, raw_minutes, aggregated_days, resolution):
-    """The oldest moment a server's own retention lets a read see."""
-    return now - (timedelta(minutes=raw_minutes) if resolution == "raw" else timedelta(days=aggregated_days))

@@ -20,6 +20,22 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CONFIG = {"monitoring_ingest": {"down_after_seconds": 1, "retention_interval_seconds": 0}}
 
 
+@pytest.fixture(autouse=True)
+def clean_monitoring(request):
+    """tests/conftest.py empties each service's schema by service name; this one's is ``monitoring``."""
+    if "settings" not in request.fixturenames and "engine" not in request.fixturenames:
+        yield
+        return
+    engine = request.getfixturevalue("engine")
+    with engine.begin() as connection:
+        tables = connection.execute(text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'monitoring' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND c.relname <> 'alembic_version'")).scalars().all()
+        connection.execute(text(f"TRUNCATE {', '.join(f'monitoring.{t}' for t in tables)}"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def consumer_process(settings, tmp_path_factory):
     """``python -m services.monitoring_ingest.consumer`` for the whole session."""
@@ -43,11 +59,11 @@ def consumer_process(settings, tmp_path_factory):
     process.wait(20)
 
 
-@pytest.fixture
-def monitoring(start_service, inventory, consumer_process):
+@pytest.fixture(scope="session")
+def monitoring(start_shared_service, inventory, consumer_process):
     from services.monitoring_ingest.service import MonitoringIngestService
 
-    return start_service(MonitoringIngestService, SERVICE_CONFIG)
+    return start_shared_service(MonitoringIngestService, SERVICE_CONFIG)
 
 
 @pytest.fixture
