@@ -7,6 +7,7 @@
     steward users list|create ...
     steward notifications channels|rules|templates|deliveries ...
     steward versions list|upload, steward servers update|update-log|diagnose, steward rollouts ...
+    steward servers install|bundle NAME, steward tasks show TASK_ID [--log]
 
 The API URL comes from --url, $STEWARD_URL or .steward/api-url; the token from
 --token, $STEWARD_TOKEN or .steward/admin-token. --json prints raw JSON.
@@ -16,7 +17,7 @@ import json
 import os
 import sys
 
-from cli import notifications, updates
+from cli import notifications, provisioning, updates
 from cli.api import Api, ApiError, default_token, default_url
 from cli.output import as_json, record, table
 
@@ -120,10 +121,12 @@ def servers_modify(api, args):
 
 def servers_delete(api, args):
     server = find_server(api, args.server)
-    api.delete(f"/servers/{server['id']}")
+    report = api.delete(f"/servers/{server['id']}")  # a cleanup report when something had been installed
     if args.json:
-        return as_json({"deleted": server["id"]})
+        return as_json({"deleted": server["id"], "cleanup": (report or {}).get("cleanup")})
     print(f"deleted server {server['name']} (id {server['id']})")
+    for problem in (report or {}).get("cleanup", {}).get("problems", []):
+        print(f"  not done on the server: {problem}")
 
 
 def _parse_assignment(text):
@@ -238,7 +241,7 @@ def build_parser():
     parser.add_argument("--url", default=None, help="API base URL (default: $STEWARD_URL, .steward/api-url)")
     parser.add_argument("--token", default=None, help="API token (default: $STEWARD_TOKEN, .steward/admin-token)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{servers,settings,tokens,users,versions,rollouts,notifications}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{servers,settings,tokens,users,versions,rollouts,notifications,tasks}")
 
     servers = groups.add_parser("servers", help="managed servers").add_subparsers(dest="command", required=True)
     p = servers.add_parser("list", help="list servers")
@@ -296,6 +299,7 @@ def build_parser():
     p.set_defaults(func=users_create)
 
     updates.add_commands(groups, servers)
+    provisioning.add_commands(groups, servers)
     notifications.add_commands(groups)
     return parser
 

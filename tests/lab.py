@@ -34,7 +34,10 @@ USER_UID = 64990
 
 
 def _run(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if check and done.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
 
 
 def _password_hash(password):

@@ -74,6 +74,18 @@ wait_running() {
     die "$name did not start; see $LOG"
 }
 
+# check_version COMPONENT INSTALLED: VERSION is either a configuration release the updater
+# unpacked (provision/versions/<component>/<VERSION>, put in place by pv_update.py activate)
+# or, for a first install, the version of the component's own binaries.
+check_version() {
+    local component="$1" installed="$2"
+    if [ -d "$PREFIX/provision/versions/$component/$VERSION" ] && [ -f "$PREFIX/opt/steward/pv_update.py" ]; then
+        STEWARD_PREFIX="$PREFIX/" python3 "$PREFIX/opt/steward/pv_update.py" activate "$component" "$VERSION"
+        return 0
+    fi
+    [ "$installed" = "$VERSION" ] || die "$component $VERSION wanted but $installed is installed ($RUNTIME runtime)"
+}
+
 docker_stop() {
     docker rm -f "$1" >/dev/null 2>&1 && echo "$1 container removed" || true
 }

@@ -17,7 +17,7 @@ if [ "$RUNTIME" = docker ]; then
         kea-dhcp4 -c "$CONF"
 else
     installed="$(kea-dhcp4 -v)"
-    [ "$installed" = "$VERSION" ] || die "kea-dhcp4 $VERSION wanted but $installed is installed (process runtime)"
+    check_version dhcp "$installed"
     stop_pidfile "$RUN/kea/kea-dhcp4.kea-dhcp4.pid" kea-dhcp4
     kea-dhcp4 -t "$CONF" >"$LOG/kea-dhcp4-check.log" 2>&1 || { cat "$LOG/kea-dhcp4-check.log" >&2; die "invalid $CONF"; }
     # Kea keeps its pid (<config name>.kea-dhcp4.pid) and lock files where these point, not under /run.

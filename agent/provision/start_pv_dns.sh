@@ -16,7 +16,7 @@ if [ "$RUNTIME" = docker ]; then
         -v "$LIB/knot:$LIB/knot" -v "$RUN/knot:$RUN/knot" "$IMAGE_REGISTRY/knot:$VERSION" knotd -c "$CONF"
 else
     installed="$(knotd -V | sed -n 's/.*version \([^ ]*\).*/\1/p')"
-    [ "$installed" = "$VERSION" ] || die "knotd $VERSION wanted but $installed is installed (process runtime)"
+    check_version dns "$installed"
     stop_pidfile "$RUN/knot/knot.pid" knotd
     if [ "$DEBUG" = 1 ]; then
         exec knotd -c "$CONF" -v

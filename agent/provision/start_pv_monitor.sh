@@ -8,7 +8,7 @@ OPT="$PREFIX/opt/steward"
 CONF="$ETC/agent.json"
 [ -f "$CONF" ] || die "$CONF is missing: run pv_install.py -e install_files first"
 installed="$(PYTHONPATH="$OPT" python3 -c 'import agent; print(agent.AGENT_VERSION)')"
-[ "$installed" = "$VERSION" ] || die "agent $VERSION wanted but $installed is installed"
+check_version monitor "$installed"
 mkdir -p "$RUN" "$LOG"
 
 if [ "$PREFIX" = "" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.standalone.events import event_dispatcher
+from nameko.standalone.events import event_dispatcher, get_event_exchange
 from sqlalchemy.orm import sessionmaker
 
 from services.provisioner.cleanup import Cleanup
@@ -20,6 +20,7 @@ from shared.events import build_event
 from shared.rpc import RpcClient
 
 log = logging.getLogger("provisioner")
+SERVICE_NAME = "provisioner"
 
 
 class _InventoryProxy:
@@ -73,9 +74,10 @@ class TaskRunner(DependencyProvider):
                                    (amqp.username or "guest", amqp.password or "guest"))
         self.cleanup = Cleanup(Session, self.host_keys, self.inventory,
                                lambda: self.issuer.rabbitmq_users(self.inventory.effective_settings()["rabbitmq"]))
-        dispatch = event_dispatcher(config)
+        # Declared here too: a fresh vhost has no provisioner.events until something declares it.
+        dispatch = event_dispatcher(config, declare=[get_event_exchange(SERVICE_NAME, config)])
         self.installer = Installer(self.store, self.host_keys, self.issuer, self.inventory,
-                                   lambda name, **payload: dispatch("provisioner", name, build_event(name, **payload)))
+                                   lambda name, **payload: dispatch(SERVICE_NAME, name, build_event(name, **payload)))
         self.liveness = ReplicaLiveness(self.engine, self.replica)
         self.pool = eventlet.GreenPool(self.slots)
         self.running = set()

@@ -82,8 +82,11 @@ class TaskStore:
 
     def finish(self, task_id, state, error=None):
         with self.Session() as session:
-            session.execute(update(Task).where(Task.id == task_id)
-                            .values(state=state, error=error, finished_at=self.clock()))
+            now = self.clock()
+            session.execute(update(Task).where(Task.id == task_id).values(state=state, error=error, finished_at=now))
+            # A step cut short (the task crashed) is not left "running" in the log.
+            session.execute(update(TaskStep).where(TaskStep.task_id == task_id, TaskStep.state == "running")
+                            .values(state="failed", finished_at=now, output=error or ""))
             session.commit()
 
     def replicas_running_tasks(self):

@@ -1,6 +1,8 @@
 """Push installs against lab hosts, through the real gateway app, provisioner, inventory and broker."""
 import subprocess
+import threading
 import time
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from falcon import testing
@@ -88,3 +90,18 @@ def push_install(api, server_id):
     assert accepted.status_code == 202, accepted.text
     assert accepted.headers["location"] == f"{PREFIX}/tasks/{accepted.json['id']}"
     return accepted.json
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def api_url(gateway_app):
+    """The real app over real HTTP, for the CLI."""
+    server = make_server("127.0.0.1", 0, gateway_app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

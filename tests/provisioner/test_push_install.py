@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 import time
 
+from cli import main as cli
 from gateway.routes import PREFIX
 from services.provisioner.components import install_steps
 from tests.provisioner.conftest import push_install, register, wait_for_task
@@ -78,10 +79,14 @@ def test_push_install_as_root_then_again_as_non_root(api, lab, provisioner_event
     assert not (lab.root / "home" / lab.user / f"setup-{server['id']}").exists()
 
 
-def test_delete_stops_components_and_removes_the_agent(api, lab):
+def test_cli_install_draws_progress_then_delete_removes_everything(api, api_url, admin_token, lab, capsys):
     server = register(api, lab, components=["dns"])
-    finished, _ = wait_for_task(api, push_install(api, server["id"])["id"])
-    assert finished["state"] == "succeeded", finished["error"]
+    assert cli.main(["--url", api_url, "--token", admin_token, "servers", "install", server["name"]]) == 0
+    out = capsys.readouterr().out
+    bars = [line for line in out.splitlines() if line.startswith("[")]
+    steps = [int(line.split("]")[1].split("/")[0]) for line in bars]
+    assert steps == sorted(steps) and bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded")
+    assert f"{server['name']} installed" in out
     assert _processes(lab, "knotd") == "1"
 
     deleted = api.simulate_delete(f"{PREFIX}/servers/{server['id']}")
@@ -126,13 +131,17 @@ def test_bad_credentials_fail_fast_with_no_secret_in_logs(api, lab, caplog, prov
         assert wrong not in text
 
 
-def test_manual_install_from_the_bundle_reaches_the_same_state(api, lab):
+def test_manual_install_from_the_bundle_reaches_the_same_state(api, api_url, admin_token, lab, tmp_path, capsys):
     server = register(api, lab)
     other = register(api, lab, name="other-server")
     response = api.simulate_get(f"{PREFIX}/servers/{server['id']}/bundle")
     assert response.status_code == 200, response.text
     assert response.headers["content-disposition"].endswith(f'setup-{server["id"]}.tar"')
-    data = response.content
+    # The operator's way: the CLI writes the same bundle to a file.
+    assert cli.main(["--url", api_url, "--token", admin_token, "servers", "bundle", server["name"],
+                     "-o", str(tmp_path / "setup.tar")]) == 0
+    assert "sudo python3 pv_install.py" in capsys.readouterr().out
+    data = (tmp_path / "setup.tar").read_bytes()
 
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()

@@ -1,0 +1,54 @@
+"""Tasks across replicas, on the real database: claimed once, and never left running by a dead replica."""
+import time
+
+import eventlet
+from sqlalchemy.orm import sessionmaker
+
+from services.provisioner.tasks import ReplicaLiveness, TaskStore
+
+
+def _store(engine):
+    return TaskStore(sessionmaker(bind=engine, expire_on_commit=False))
+
+
+def test_two_replicas_never_claim_the_same_task(engine):
+    store = _store(engine)
+    created = {store.create("probe", 1, "s", {}, "admin", 3)["id"] for _ in range(30)}
+
+    def replica(name):
+        mine = []
+        while claimed := store.claim(name, 2, kinds=("probe",)):
+            mine.extend(claimed)
+            eventlet.sleep(0)
+        return mine
+
+    first, second = eventlet.spawn(replica, "a"), eventlet.spawn(replica, "b")
+    a, b = first.wait(), second.wait()
+    assert set(a) | set(b) == created
+    assert not set(a) & set(b) and len(a) + len(b) == len(created)
+
+
+def test_a_dead_replicas_running_tasks_fail_at_start_up(engine, start_service, settings):
+    from services.provisioner.service import ProvisionerService
+
+    store = _store(engine)
+    # Kind "probe": no running provisioner picks these up while the test sets them up.
+    orphan = store.create("probe", 1, "dns-1", {}, "admin", 16)["id"]
+    kept = store.create("probe", 2, "dns-2", {}, "admin", 16)["id"]
+    assert store.claim("crashed-replica", 1, kinds=("probe",)) == [orphan]
+    store.step_started(orphan, 3, "upload")
+    alive = ReplicaLiveness(engine, "live-replica")
+    alive.hold()  # a replica that still runs holds its lock
+    try:
+        assert store.claim("live-replica", 1, kinds=("probe",)) == [kept]
+        start_service(ProvisionerService)  # a (re)started replica looks for interrupted work first
+
+        deadline = time.monotonic() + 10
+        while store.get(orphan)[0]["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        task, steps = store.get(orphan)
+        assert task["state"] == "failed" and "interrupted" in task["error"]
+        assert steps[0]["state"] == "failed" and "interrupted" in steps[0]["output"]
+        assert store.get(kept)[0]["state"] == "running"
+    finally:
+        alive.release()
