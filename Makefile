@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify migrate clean
+.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install demo migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,14 @@ bench-gateway: install
 
 bench-notify: install
 	$(PY) -m bench.notify
+
+# Push-install 20 lab hosts at once and one alone, and the same 20 with Ansible (needs root: network namespaces).
+bench-install: install
+	$(PY) -m bench.install
+
+# One lab host installed as a user would: the CLI's progress bar, the list, a DNS answer, a lease.
+demo: install
+	$(PY) -m bench.install --demo
 
 clean: down
 	rm -rf $(VENV) .steward
