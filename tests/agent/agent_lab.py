@@ -1,0 +1,239 @@
+"""The agent tests' lab: knotd with mod-dnstap on loopback, the agent as its own
+process, and a RabbitMQ node of the tests' own for broker restarts."""
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZONE = """$ORIGIN test.
+$TTL 300
+@ SOA ns.test. hostmaster.test. 1 3600 900 604800 300
+@ NS ns.test.
+ns A 127.0.0.1
+pvverify TXT "PVOK"
+www A 192.0.2.1
+www AAAA 2001:db8::1
+mail MX 10 www.test.
+"""
+KNOT_CONF = """server:
+    rundir: {dir}
+    listen: {address}@{port}
+database:
+    storage: {dir}
+log:
+  - target: stderr
+    any: warning
+mod-dnstap:
+  - id: tap
+    sink: unix:{socket}
+    log-queries: on
+    log-responses: off
+template:
+  - id: default
+    storage: {dir}
+    global-module: mod-dnstap/tap
+zone:
+  - domain: test.
+    file: test.zone
+"""
+
+
+def free_port(kind=socket.SOCK_STREAM, address="127.0.0.1"):
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def _stop(process, timeout=10):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class AgentProcess:
+    """``python -m agent`` in its own process, as the managed server runs it."""
+
+    def __init__(self, directory, python=sys.executable, env=None):
+        self.directory = directory
+        self.python = python
+        self.env = env
+        self.process = None
+        self.log_path = os.path.join(directory, "agent.log")
+
+    def start(self, mode="stats", **config):
+        config_path = os.path.join(self.directory, "agent.json")
+        with open(config_path, "w") as handle:
+            json.dump(config, handle)
+        env = dict(os.environ, **dict({"PYTHONPATH": REPO}, **(self.env or {})))
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [self.python, "-m", "agent", "--config", config_path, mode], cwd=self.directory, env=env, stdout=log, stderr=log
+            )
+        return self
+
+    def stop(self):
+        if self.process is not None:
+            _stop(self.process)
+        return self.process.returncode if self.process else None
+
+    def log(self):
+        with open(self.log_path) as handle:
+            return handle.read()
+
+
+class Knot:
+    def __init__(self, directory, dnstap_socket, address="127.0.0.1"):
+        self.directory = directory
+        self.dnstap_socket = dnstap_socket
+        self.address = address
+        self.port = free_port(socket.SOCK_DGRAM, address)
+        self.conf = os.path.join(directory, "knot.conf")
+        self.process = None
+
+    def start(self):
+        with open(os.path.join(self.directory, "test.zone"), "w") as handle:
+            handle.write(ZONE)
+        with open(self.conf, "w") as handle:
+            handle.write(KNOT_CONF.format(dir=self.directory, address=self.address, port=self.port, socket=self.dnstap_socket))
+        with open(os.path.join(self.directory, "knot.log"), "ab") as log:
+            self.process = subprocess.Popen(["knotd", "-c", self.conf], stdout=log, stderr=log)
+        wait_for(self._answers, what="knotd to answer")
+        return self
+
+    def _answers(self):
+        # knotc, not a DNS probe: a probe query would be counted among the test's hits.
+        result = subprocess.run(["knotc", "-c", self.conf, "zone-status", "test."], capture_output=True, text=True)
+        return result.returncode == 0 and "serial: 1" in result.stdout
+
+    def stop(self):
+        if self.process is not None:
+            _stop(self.process)
+
+
+class PrivateBroker:
+    """A RabbitMQ node of the tests' own, so that it may be stopped and started (never the machine's)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        for sub in ("mnesia", "log"):
+            os.makedirs(os.path.join(directory, sub))
+        self.port = free_port()
+        self.node = "steward_agent_test_%d@localhost" % self.port
+        config = os.path.join(directory, "rabbitmq.conf")
+        with open(config, "w") as handle:
+            handle.write("listeners.tcp.local = 127.0.0.1:%d\nloopback_users = none\n" % self.port)
+        plugins = os.path.join(directory, "enabled_plugins")
+        with open(plugins, "w") as handle:
+            handle.write("[].\n")
+        env_file = os.path.join(directory, "rabbitmq-env.conf")
+        open(env_file, "w").close()
+        # The Debian wrapper runs the node as the rabbitmq user.
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", directory], check=True)
+        self.env = dict(
+            os.environ,
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(free_port()),
+            RABBITMQ_MNESIA_BASE=os.path.join(directory, "mnesia"),
+            RABBITMQ_LOG_BASE=os.path.join(directory, "log"),
+            RABBITMQ_CONFIG_FILE=config,
+            RABBITMQ_ENABLED_PLUGINS_FILE=plugins,
+            RABBITMQ_CONF_ENV_FILE=env_file,
+            RABBITMQ_PID_FILE=os.path.join(directory, "rabbit.pid"),
+        )
+
+    def ctl(self, *args):
+        return subprocess.run(
+            ["rabbitmqctl", "-q", "-n", self.node] + list(args), env=self.env, capture_output=True, text=True, timeout=90
+        )
+
+    def start(self):
+        # DEVNULL: the detached node must not hold the test's pipes open.
+        subprocess.run(["rabbitmq-server", "-detached"], env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: os.path.exists(self.env["RABBITMQ_PID_FILE"]), timeout=30, what="rabbitmq pid file")
+        # `rabbitmqctl wait` returns once the node booted, or fails if it died.
+        result = self.ctl("wait", "--timeout", "60", self.env["RABBITMQ_PID_FILE"])
+        assert result.returncode == 0, result.stderr
+
+    def stop(self):
+        # With the pid file, `stop` returns only once the node's process is gone.
+        result = self.ctl("stop", self.env["RABBITMQ_PID_FILE"])
+        assert result.returncode == 0, result.stderr
+        os.unlink(self.env["RABBITMQ_PID_FILE"])
+
+    @property
+    def url(self):
+        return "amqp://guest:guest@127.0.0.1:%d/%%2F" % self.port
+
+
+def http_get(url, token=None, timeout=10):
+    """(status, parsed JSON body) of a GET, also for error statuses."""
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def send_queries(knot, plan):
+    """Send each (name, type, times) of ``plan`` to knot over UDP; returns, per (fqdn, type),
+    the moments just before the last query went out and just after its answer came back."""
+    import dns.message
+    import dns.query
+
+    last = {}
+    for name, qtype, times in plan:
+        for _ in range(times):
+            before = datetime.datetime.now(datetime.timezone.utc)
+            answer = dns.query.udp(dns.message.make_query(name, qtype), knot.address, port=knot.port, timeout=3)
+            after = datetime.datetime.now(datetime.timezone.utc)
+            assert answer.id is not None
+            last[(name.lower().rstrip(".") + ".", qtype)] = (before, after)
+    return last
+
+
+def dns_totals(messages):
+    """Hits and last access per (name, type), and the total, over several ``dns`` messages."""
+    hits, last_access, total = {}, {}, 0
+    for message in messages:
+        if message["kind"] != "dns":
+            continue
+        total += message["data"]["total"]
+        for record in message["data"]["records"]:
+            key = (record["name"], record["type"])
+            hits[key] = hits.get(key, 0) + record["hits"]
+            moment = datetime.datetime.fromisoformat(record["last_access"])
+            last_access[key] = max(moment, last_access.get(key, moment))
+    return hits, last_access, total
+
+
+def assert_contiguous(messages, kind):
+    """Nothing lost or doubled: the kind's seq numbers run 1..n and its DNS periods touch."""
+    of_kind = sorted((m for m in messages if m["kind"] == kind), key=lambda m: m["seq"])
+    assert [m["seq"] for m in of_kind] == list(range(1, len(of_kind) + 1))
+    if kind == "dns":
+        for earlier, later in zip(of_kind, of_kind[1:]):
+            assert later["data"]["period_start"] == earlier["collected_at"]
+    return of_kind

@@ -1,0 +1,104 @@
+"""The agent against a real knotd with mod-dnstap: N queries sent are N hits counted,
+with the right last access, read back through the pull endpoint over HTTP."""
+import os
+import sys
+import time
+
+import pytest
+
+from agent_lab import REPO, assert_contiguous, dns_totals, free_port, http_get, send_queries, wait_for
+
+PLAN = [
+    ("pvverify.test", "TXT", 5),
+    ("www.test", "A", 3),
+    ("WWW.Test", "AAAA", 2),  # case differs from the zone: counted under the lower-case name
+    ("mail.test", "MX", 1),
+    ("missing.test", "A", 4),  # NXDOMAIN answers are queries too
+]
+EXPECTED_HITS = {
+    ("pvverify.test.", "TXT"): 5,
+    ("www.test.", "A"): 3,
+    ("www.test.", "AAAA"): 2,
+    ("mail.test.", "MX"): 1,
+    ("missing.test.", "A"): 4,
+}
+PYTHON38 = os.path.expanduser("~/.pyenv/versions/3.8.18/bin/python3.8")
+
+
+INTERPRETERS = [
+    pytest.param(sys.executable, id="python3"),
+    # The agent ships to hosts with Python 3.8: run it there too when this machine has one.
+    pytest.param(PYTHON38, id="python3.8", marks=pytest.mark.skipif(not os.path.exists(PYTHON38), reason="no Python 3.8 here")),
+]
+
+
+def pika_only_path(directory):
+    """A PYTHONPATH with nothing but pika, as the setup bundle ships it."""
+    import pika
+
+    os.makedirs(directory)
+    os.symlink(os.path.dirname(pika.__file__), os.path.join(directory, "pika"))
+    return directory
+
+
+def poll_all(url, token, cursor, messages):
+    while True:
+        status, page = http_get("%s?after=%d&limit=50" % (url, cursor), token)
+        assert status == 200
+        messages += page["items"]
+        if not page["items"]:
+            return cursor
+        cursor = page["next_cursor"]
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_queries_to_knot_are_counted_exactly(python, tmp_path, agent_process, knot_factory):
+    dnstap_socket = str(tmp_path / "dnstap.sock")
+    port = free_port()
+    agent = agent_process(
+        "stats",
+        python=python,
+        env={"PYTHONPATH": REPO + os.pathsep + pika_only_path(str(tmp_path / "bundle"))},
+        server_id=5,
+        agent_token="agent-secret",
+        communication_type="pull",
+        dns_interval_seconds=0.3,
+        system_interval_seconds=0.5,
+        dnstap_socket=dnstap_socket,
+        spool_dir=str(tmp_path / "spool"),
+        pull_listen="127.0.0.1",
+        pull_port=port,
+    )
+    wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
+    knot = knot_factory(dnstap_socket)
+    last_sent = send_queries(knot, PLAN)
+
+    url = "http://127.0.0.1:%d/v1/stats" % port
+    messages = []
+    state = {"cursor": 0}
+
+    def all_counted():
+        state["cursor"] = poll_all(url, "agent-secret", state["cursor"], messages)
+        return dns_totals(messages)[2] >= 15
+
+    wait_for(all_counted, timeout=20, interval=0.2, what="15 queries counted")
+    time.sleep(1.0)  # a few more periods: nothing may be counted twice
+    poll_all(url, "agent-secret", state["cursor"], messages)
+
+    hits, last_access, total = dns_totals(messages)
+    assert total == 15
+    assert hits == EXPECTED_HITS
+    for key, (before, after) in last_sent.items():
+        assert before <= last_access[key] <= after, key  # Knot's own time of the last query
+    assert_contiguous(messages, "dns")
+    systems = assert_contiguous(messages, "system")
+    assert systems and all(m["server_id"] == 5 and len(m["data"]["load"]) == 3 for m in systems)
+    assert "agent-secret" not in agent.log()
+    assert agent.stop() == 0
+
+
+def test_agent_refuses_a_bad_configuration(agent_process):
+    agent = agent_process("stats", server_id=5)
+    agent.process.wait(10)
+    assert agent.process.returncode == 2
+    assert "missing keys: agent_token" in agent.log()
