@@ -8,7 +8,8 @@ transaction, so any number of replicas may handle events side by side:
 * a server's state changes pass through its locked ``server_states`` row:
   repeats and stale (older) changes are dropped, flapping is muted;
 * each channel has at most one *collecting* delivery (a partial unique
-  index); items join it until its window ends, so a burst becomes a digest.
+  index); items join it while they come less than a window apart (up to a
+  cap), so a burst becomes one digest.
 """
 import hashlib
 import json
@@ -84,7 +85,12 @@ class Intake:
                 select(Delivery).where(Delivery.channel_id == channel.id, Delivery.status == "collecting")
                 .with_for_update())
             if delivery is not None:
+                now = max(now, self.clock())  # the lock may have kept us waiting
                 if delivery.due_at > now:
+                    # The burst goes on: keep the window open a little longer, within its cap
+                    # (never shorter: a handler that waited long may come with an older `now`).
+                    extended = min(now + self.policy.digest_window, delivery.created_at + self.policy.digest_max)
+                    delivery.due_at = max(delivery.due_at, extended)
                     return delivery
                 delivery.status = "pending"  # its window is over; the sender renders and sends it
                 self.session.flush()

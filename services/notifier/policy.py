@@ -6,8 +6,11 @@ from datetime import timedelta
 
 @dataclass(frozen=True)
 class Policy:
-    # Events for one channel within this window go out together (a digest if more than one).
+    # A channel's window stays open while events keep coming less than digest_window_seconds
+    # apart, up to digest_max_seconds; what it collected goes out as one message (a digest if
+    # more than one), so a burst of any length is one message and a lone event waits one window.
     digest_window_seconds: float = 5.0
+    digest_max_seconds: float = 60.0
     # A server changing state more than flap_changes times within flap_window_seconds is flapping:
     # one notice, then silence until it has been stable for flap_window_seconds.
     flap_window_seconds: float = 600.0
@@ -28,6 +31,10 @@ class Policy:
     @property
     def digest_window(self):
         return timedelta(seconds=self.digest_window_seconds)
+
+    @property
+    def digest_max(self):
+        return timedelta(seconds=self.digest_max_seconds)
 
     @property
     def received_retention(self):

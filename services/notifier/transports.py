@@ -114,7 +114,7 @@ def _post(url, body, headers, shown=None):
         response = requests.post(url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                                  allow_redirects=False)
     except requests.RequestException as exc:
-        raise DeliveryFailed(f"POST {shown}: {_describe(exc)}") from None
+        raise DeliveryFailed(f"POST {shown}: {_describe(exc).replace(url, shown)}") from None
     summary = f"POST {shown}: HTTP {response.status_code} {response.text.strip()[:200]}".rstrip()
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(summary)

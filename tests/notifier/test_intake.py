@@ -62,19 +62,29 @@ def deliveries(session):
     return session.scalars(select(Delivery).order_by(Delivery.id)).all()
 
 
-def test_events_within_the_window_share_one_delivery_and_a_later_one_opens_the_next(session, clock, channel):
+def test_a_window_stays_open_while_events_keep_coming_then_the_next_opens(session, clock, channel):
     intake = Intake(session, POLICY, clock)
     assert intake.receive("server_state_changed", state(1, "down", T0)) == "notified"
-    clock.advance(4)
+    clock.advance(4)  # within 5 s of the last event: joins, and the window now ends at T0+9
     intake.receive("disk_low", build_event("disk_low", server_id=2, server_name="dns-2", mountpoint="/",
                                            free_percent=2.0))
-    clock.advance(2)  # past the 5 s window
+    clock.advance(6)  # quiet for longer than the window
     intake.receive("server_state_changed", state(3, "down", clock.now))
     session.commit()
     first, second = deliveries(session)
-    assert (first.status, first.item_count) == ("pending", 2)
+    assert (first.status, first.item_count, first.due_at) == ("pending", 2, T0 + timedelta(seconds=9))
     assert (second.status, second.item_count) == ("collecting", 1)
     assert second.due_at == clock.now + timedelta(seconds=5)
+
+
+def test_a_steady_stream_is_still_sent_when_the_window_reaches_its_cap(session, clock, channel):
+    intake = Intake(session, Policy(digest_window_seconds=5, digest_max_seconds=12), clock)
+    for server_id in range(1, 6):  # one event every 4 s, never 5 s of quiet
+        intake.receive("server_state_changed", state(server_id, "down", clock.now))
+        clock.advance(4)
+    session.commit()
+    assert [(d.item_count, d.due_at - d.created_at) for d in deliveries(session)] == [
+        (3, timedelta(seconds=12)), (2, timedelta(seconds=9))]
 
 
 def test_redelivered_repeated_and_stale_state_changes_notify_nothing(session, clock, channel):
