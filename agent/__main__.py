@@ -93,7 +93,7 @@ def main(argv=None):
     parser.add_argument("mode", nargs="?", default="all", choices=("all", "heartbeat", "stats"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.ERROR)  # the agent logs what matters itself, without bodies
     try:
         config = load_config(args.config)
     except ConfigError as error:

@@ -19,6 +19,8 @@ QUERY_TYPES = {
 }
 HEADER = struct.Struct(">HHHHHH")
 MAX_POINTERS = 64
+MAX_NAME_CHARS = 255  # the control plane's limit; longer only with escaped bytes
+MAX_RECORDS = 50000  # per period: a random-subdomain flood must not grow the message without bound
 
 
 class MalformedQuery(ValueError):
@@ -73,15 +75,19 @@ def parse_question(wire):
     name, offset = read_name(wire, HEADER.size)
     if offset + 4 > len(wire):
         raise MalformedQuery("question without type")
+    if len(name) > MAX_NAME_CHARS:
+        raise MalformedQuery("name longer than %d characters" % MAX_NAME_CHARS)
     qtype = struct.unpack_from(">H", wire, offset)[0]
     return name, QUERY_TYPES.get(qtype, "TYPE%d" % qtype)
 
 
 class DnsCounter:
-    """Hits per (name, type) since the last ``take``; fed by the dnstap reader threads."""
+    """Hits per (name, type) since the last ``take``; fed by the dnstap reader threads.
+    The total counts every query, also those without a usable question or beyond ``max_records``."""
 
-    def __init__(self, clock=utc_now):
+    def __init__(self, clock=utc_now, max_records=MAX_RECORDS):
         self.clock = clock
+        self.max_records = max_records
         self._lock = threading.Lock()
         self._period_start = clock()
         self._reset()
@@ -90,6 +96,7 @@ class DnsCounter:
         self._hits = {}
         self._last_access = {}
         self._total = 0
+        self._untracked = 0
 
     def count(self, query):
         """Count one query (a dnstap.DnstapQuery); its time is Knot's, else the time it arrived."""
@@ -103,6 +110,9 @@ class DnsCounter:
             self._total += 1
             if key is None:
                 return
+            if key not in self._hits and len(self._hits) >= self.max_records:
+                self._untracked += 1  # still in the total
+                return
             self._hits[key] = self._hits.get(key, 0) + 1
             if key not in self._last_access or when > self._last_access[key]:
                 self._last_access[key] = when
@@ -112,8 +122,11 @@ class DnsCounter:
         with self._lock:
             now = self.clock()
             hits, last_access, total, period_start = self._hits, self._last_access, self._total, self._period_start
+            untracked = self._untracked
             self._reset()
             self._period_start = now
+        if untracked:
+            log.warning("%d queries for names beyond %d distinct records were counted in the total only", untracked, self.max_records)
         records = [
             {"name": name, "type": qtype, "hits": count, "last_access": iso(last_access[(name, qtype)])}
             for (name, qtype), count in sorted(hits.items())

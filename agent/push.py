@@ -32,6 +32,10 @@ def connection_parameters(rabbitmq):
     )
 
 
+class NotTaken(Exception):
+    """The broker returned or refused a message (no queue bound yet, or a nack)."""
+
+
 class Publisher:
     """Drains the spool to exchange ``steward.agent``; reconnects every ``retry_seconds`` while the broker is away."""
 
@@ -53,8 +57,11 @@ class Publisher:
                 channel.exchange_declare(EXCHANGE, passive=True)
                 log.info("connected to the broker, %d messages spooled", self.spool.pending())
                 self._drain(connection, channel, stopping)
+            except NotTaken as error:
+                log.warning("%s: %d messages stay spooled", error, self.spool.pending())
+                stopping.wait(self.retry_seconds)
             except (pika.exceptions.AMQPError, OSError) as error:
-                log.warning("broker unavailable (%s): %d messages stay spooled", error.__class__.__name__, self.spool.pending())
+                log.warning("broker unavailable (%r): %d messages stay spooled", error, self.spool.pending())
                 stopping.wait(self.retry_seconds)
             finally:
                 if connection is not None and connection.is_open:
@@ -89,5 +96,5 @@ class Publisher:
                 ),
                 mandatory=True,  # no queue bound yet: keep it spooled rather than lose it
             )
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError):
-            raise pika.exceptions.AMQPError("the broker did not take message %s" % message["seq"])
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+            raise NotTaken("the broker did not take %s message %s (%s)" % (message["kind"], message["seq"], error.__class__.__name__))

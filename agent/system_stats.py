@@ -55,9 +55,11 @@ class SystemStats:
             if len(parts) < 3 or parts[2] in virtual:
                 continue
             mount = _unescape_mount(parts[1])
-            if mount in seen:
+            # A block device mounted twice (bind mounts) is one disk; others are told apart by mount point.
+            identity = parts[0] if parts[0].startswith("/dev/") else mount
+            if identity in seen:
                 continue
-            seen.add(mount)
+            seen.add(identity)
             try:
                 usage = self.statvfs(mount)
             except OSError:

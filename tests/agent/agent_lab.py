@@ -180,7 +180,8 @@ class PrivateBroker:
         # With the pid file, `stop` returns only once the node's process is gone.
         result = self.ctl("stop", self.env["RABBITMQ_PID_FILE"])
         assert result.returncode == 0, result.stderr
-        os.unlink(self.env["RABBITMQ_PID_FILE"])
+        if os.path.exists(self.env["RABBITMQ_PID_FILE"]):  # the node removes it itself when it can
+            os.unlink(self.env["RABBITMQ_PID_FILE"])
 
     @property
     def url(self):
@@ -237,3 +238,40 @@ def assert_contiguous(messages, kind):
         for earlier, later in zip(of_kind, of_kind[1:]):
             assert later["data"]["period_start"] == earlier["collected_at"]
     return of_kind
+
+
+class BrokerReader:
+    """The control plane's side in tests: the exchange, a durable queue bound to stats.#, and reading it back."""
+
+    def __init__(self, url, queue="steward-agent-test-stats"):
+        import pika
+
+        self.url = url
+        self.queue = queue
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.channel.exchange_declare("steward.agent", exchange_type="topic", durable=True)
+        self.channel.queue_delete(queue)
+        self.received = []  # (routing key, properties, message)
+
+    def bind(self):
+        self.channel.queue_declare(self.queue, durable=True)
+        self.channel.queue_bind(self.queue, "steward.agent", routing_key="stats.#")
+
+    def drain(self):
+        while True:
+            method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return [message for _, _, message in self.received]
+            self.received.append((method.routing_key, properties, json.loads(body)))
+
+    def reconnect(self):
+        import pika
+
+        self.connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        self.channel = self.connection.channel()
+
+    def close(self):
+        if self.connection.is_open:
+            self.channel.queue_delete(self.queue)
+            self.connection.close()

@@ -105,6 +105,21 @@ def test_counter_counts_hits_total_and_last_access_per_period():
     assert following == {"period_start": collected_at.isoformat(), "total": 0, "records": []}
 
 
+def test_distinct_records_are_bounded_per_period_but_the_total_is_not():
+    counter = DnsCounter(max_records=2)
+    for name in ("a.test", "b.test", "c.test", "a.test"):
+        counter.count(DnstapQuery(query_wire(name, 1), None))
+    _, data = counter.take()
+    assert data["total"] == 4
+    assert [(r["name"], r["hits"]) for r in data["records"]] == [("a.test.", 2), ("b.test.", 1)]
+
+
+def test_names_longer_than_the_control_plane_takes_are_refused():
+    wire = struct.pack(">HHHHHH", 1, 0, 1, 0, 0, 0) + (b"\x3c" + b"\x01" * 60) * 4 + b"\x00" + struct.pack(">HH", 1, 1)
+    with pytest.raises(MalformedQuery, match="longer than 255"):
+        parse_question(wire)
+
+
 def _writer(connection, frames, content_type=CONTENT_TYPE, replies=None):
     connection.sendall(encode_control(CONTROL_READY, [content_type]))
     replies.append(connection.recv(4096))
@@ -140,7 +155,7 @@ def test_system_statistics_from_proc_files(tmp_path):
     (tmp_path / "filesystems").write_text("nodev\tproc\nnodev\ttmpfs\n\text4\nnodev\toverlay\n")
     (tmp_path / "mounts").write_text(
         "proc /proc proc rw 0 0\n/dev/vda / ext4 rw 0 0\noverlay /var/lib/with\\040space overlay rw 0 0\n"
-        "tmpfs /run tmpfs rw 0 0\n/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /run tmpfs rw 0 0\n/dev/vda /run/netns ext4 rw 0 0\n"
     )
     (tmp_path / "meminfo").write_text(
         "MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    600 kB\nSwapTotal:       200 kB\nSwapFree:        150 kB\n"
