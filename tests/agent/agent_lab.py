@@ -22,6 +22,22 @@ www A 192.0.2.1
 www AAAA 2001:db8::1
 mail MX 10 www.test.
 """
+# Queries the tests send to knot, and the hits they must come out as.
+PLAN = [
+    ("pvverify.test", "TXT", 5),
+    ("www.test", "A", 3),
+    ("WWW.Test", "AAAA", 2),  # case differs from the zone: counted under the lower-case name
+    ("mail.test", "MX", 1),
+    ("missing.test", "A", 4),  # NXDOMAIN answers are queries too
+]
+EXPECTED_HITS = {
+    ("pvverify.test.", "TXT"): 5,
+    ("www.test.", "A"): 3,
+    ("www.test.", "AAAA"): 2,
+    ("mail.test.", "MX"): 1,
+    ("missing.test.", "A"): 4,
+}
+
 KNOT_CONF = """server:
     rundir: {dir}
     listen: {address}@{port}

@@ -6,22 +6,8 @@ import time
 
 import pytest
 
-from agent_lab import REPO, assert_contiguous, dns_totals, free_port, http_get, send_queries, wait_for
+from agent_lab import EXPECTED_HITS, PLAN, REPO, assert_contiguous, dns_totals, free_port, http_get, send_queries, wait_for
 
-PLAN = [
-    ("pvverify.test", "TXT", 5),
-    ("www.test", "A", 3),
-    ("WWW.Test", "AAAA", 2),  # case differs from the zone: counted under the lower-case name
-    ("mail.test", "MX", 1),
-    ("missing.test", "A", 4),  # NXDOMAIN answers are queries too
-]
-EXPECTED_HITS = {
-    ("pvverify.test.", "TXT"): 5,
-    ("www.test.", "A"): 3,
-    ("www.test.", "AAAA"): 2,
-    ("mail.test.", "MX"): 1,
-    ("missing.test.", "A"): 4,
-}
 PYTHON38 = os.path.expanduser("~/.pyenv/versions/3.8.18/bin/python3.8")
 
 

@@ -1,0 +1,112 @@
+"""The agent end to end: real knotd -> dnstap -> agent -> push through the real
+broker -> the real monitoring-ingest consumer -> the real PostgreSQL, and its
+heartbeats through the real gateway app. Stored counts must be exact."""
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pika
+import pytest
+from sqlalchemy import text
+
+from agent_lab import EXPECTED_HITS, PLAN, REPO, free_port, send_queries, wait_for
+
+
+@pytest.fixture
+def ingest_consumer(settings, engine, tmp_path):
+    """``python -m services.monitoring_ingest.consumer`` on the tests' database and vhost, from empty tables."""
+    with engine.begin() as connection:
+        tables = connection.execute(text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'monitoring' "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> 'alembic_version'")).scalars().all()
+        connection.execute(text("TRUNCATE %s" % ", ".join("monitoring.%s" % table for table in tables)))
+    env = dict(os.environ, STEWARD_DB_NAME=engine.url.database, STEWARD_AMQP_VHOST=pika.URLParameters(settings.amqp_uri).virtual_host,
+               STEWARD_SECRET_KEY=settings.secret_key, STEWARD_LOG_LEVEL="WARNING")
+    with open(str(tmp_path / "consumer.log"), "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "services.monitoring_ingest.consumer", "--batch-ms", "30"],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_uri))
+
+    def consuming():
+        channel = connection.channel()
+        try:
+            return channel.queue_declare("monitoring.stats", passive=True).method.consumer_count > 0
+        except pika.exceptions.ChannelClosedByBroker:
+            return False  # not declared yet
+
+    wait_for(consuming, timeout=20, interval=0.1, what="the ingest consumer")
+    connection.close()
+    yield process
+    process.terminate()
+    process.wait(20)
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@pytest.fixture
+def gateway_url(settings, rpc):
+    from gateway.app import create_app
+
+    server = make_server("127.0.0.1", free_port(), create_app(settings, rpc=rpc), handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_port
+    server.shutdown()
+    server.server_close()
+
+
+def test_queries_and_heartbeats_are_stored_exactly(
+    tmp_path, settings, engine, rpc, admin, inventory, ingest_consumer, gateway_url, agent_process, knot_factory
+):
+    server = rpc.call("inventory", "create_server", admin, {"name": "dns-%s" % uuid.uuid4().hex[:6], "address": "127.0.0.1", "os": "ubuntu"})
+    token = rpc.call("inventory", "issue_agent_token", server["id"])["token"]
+    components = tmp_path / "components.json"
+    components.write_text('{"dns": "3.2.6", "monitor": "1.0.0"}')
+    amqp = pika.URLParameters(settings.amqp_uri)
+    dnstap_socket = str(tmp_path / "dnstap.sock")
+    agent = agent_process(
+        "all",
+        server_id=server["id"],
+        agent_token=token,
+        monitoring_url=gateway_url,
+        communication_type="push",
+        rabbitmq={"host": amqp.host, "port": amqp.port, "user": amqp.credentials.username,
+                  "password": amqp.credentials.password, "vhost": amqp.virtual_host},
+        heartbeat_interval_seconds=0.3,
+        dns_interval_seconds=0.3,
+        system_interval_seconds=0.5,
+        dnstap_socket=dnstap_socket,
+        spool_dir=str(tmp_path / "spool"),
+        components_file=str(components),
+    )
+    wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
+    knot = knot_factory(dnstap_socket)
+    last_sent = send_queries(knot, PLAN)
+
+    def stored(sql):
+        with engine.connect() as connection:
+            return connection.execute(text(sql), {"id": server["id"]}).all()
+
+    wait_for(lambda: stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15,
+             timeout=30, interval=0.2, what="15 queries stored")
+    wait_for(lambda: stored("SELECT count(*) FROM monitoring.heartbeats WHERE server_id = :id")[0][0] >= 2,
+             what="heartbeats stored")
+    agent.stop()
+
+    assert stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15
+    hits = stored("SELECT name, type, sum(hits) FROM monitoring.dns_record_hits WHERE server_id = :id GROUP BY name, type")
+    assert {(name, qtype): count for name, qtype, count in hits} == EXPECTED_HITS
+    last_access = dict(((name, qtype), moment) for name, qtype, moment in
+                       stored("SELECT name, type, last_access FROM monitoring.dns_record_last_access WHERE server_id = :id"))
+    for key, (before, after) in last_sent.items():
+        assert before <= last_access[key] <= after, key
+    versions = stored("SELECT versions FROM monitoring.heartbeats WHERE server_id = :id ORDER BY seq DESC LIMIT 1")[0][0]
+    assert versions == {"dns": "3.2.6", "monitor": "1.0.0"}
+    assert stored("SELECT state FROM monitoring.liveness WHERE server_id = :id") == [("up",)]
+    assert stored("SELECT count(*) FROM monitoring.system_samples WHERE server_id = :id")[0][0] >= 1
