@@ -61,11 +61,33 @@ def gateway_url(settings, rpc):
     server.server_close()
 
 
-def test_queries_and_heartbeats_are_stored_exactly(
+def assert_stored_exactly(engine, server_id, last_sent):
+    """Wait until all 15 queries of PLAN are stored for the server, then check hits and last access."""
+
+    def stored(sql):
+        with engine.connect() as connection:
+            return connection.execute(text(sql), {"id": server_id}).all()
+
+    wait_for(lambda: stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15,
+             timeout=30, interval=0.2, what="15 queries stored")
+    hits = stored("SELECT name, type, sum(hits) FROM monitoring.dns_record_hits WHERE server_id = :id GROUP BY name, type")
+    assert {(name, qtype): count for name, qtype, count in hits} == EXPECTED_HITS
+    last_access = dict(((name, qtype), moment) for name, qtype, moment in
+                       stored("SELECT name, type, last_access FROM monitoring.dns_record_last_access WHERE server_id = :id"))
+    for key, (before, after) in last_sent.items():
+        assert before <= last_access[key] <= after, key
+    return stored
+
+
+def create_server(rpc, admin):
+    server = rpc.call("inventory", "create_server", admin, {"name": "dns-%s" % uuid.uuid4().hex[:6], "address": "127.0.0.1", "os": "ubuntu"})
+    return server, rpc.call("inventory", "issue_agent_token", server["id"])["token"]
+
+
+def test_pushed_queries_and_heartbeats_are_stored_exactly(
     tmp_path, settings, engine, rpc, admin, inventory, ingest_consumer, gateway_url, agent_process, knot_factory
 ):
-    server = rpc.call("inventory", "create_server", admin, {"name": "dns-%s" % uuid.uuid4().hex[:6], "address": "127.0.0.1", "os": "ubuntu"})
-    token = rpc.call("inventory", "issue_agent_token", server["id"])["token"]
+    server, token = create_server(rpc, admin)
     components = tmp_path / "components.json"
     components.write_text('{"dns": "3.2.6", "monitor": "1.0.0"}')
     amqp = pika.URLParameters(settings.amqp_uri)
@@ -89,24 +111,32 @@ def test_queries_and_heartbeats_are_stored_exactly(
     knot = knot_factory(dnstap_socket)
     last_sent = send_queries(knot, PLAN)
 
-    def stored(sql):
-        with engine.connect() as connection:
-            return connection.execute(text(sql), {"id": server["id"]}).all()
-
-    wait_for(lambda: stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15,
-             timeout=30, interval=0.2, what="15 queries stored")
+    stored = assert_stored_exactly(engine, server["id"], last_sent)
     wait_for(lambda: stored("SELECT count(*) FROM monitoring.heartbeats WHERE server_id = :id")[0][0] >= 2,
              what="heartbeats stored")
     agent.stop()
-
-    assert stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15
-    hits = stored("SELECT name, type, sum(hits) FROM monitoring.dns_record_hits WHERE server_id = :id GROUP BY name, type")
-    assert {(name, qtype): count for name, qtype, count in hits} == EXPECTED_HITS
-    last_access = dict(((name, qtype), moment) for name, qtype, moment in
-                       stored("SELECT name, type, last_access FROM monitoring.dns_record_last_access WHERE server_id = :id"))
-    for key, (before, after) in last_sent.items():
-        assert before <= last_access[key] <= after, key
     versions = stored("SELECT versions FROM monitoring.heartbeats WHERE server_id = :id ORDER BY seq DESC LIMIT 1")[0][0]
     assert versions == {"dns": "3.2.6", "monitor": "1.0.0"}
     assert stored("SELECT state FROM monitoring.liveness WHERE server_id = :id") == [("up",)]
+    assert stored("SELECT count(*) FROM monitoring.system_samples WHERE server_id = :id")[0][0] >= 1
+
+
+def test_pulled_queries_are_stored_exactly(tmp_path, engine, rpc, admin, inventory, ingest_consumer, start_service,
+                                           agent_process, knot_factory):
+    from services.monitoring_ingest.service import MonitoringIngestService
+
+    start_service(MonitoringIngestService, {"monitoring_ingest": {"retention_interval_seconds": 0}})
+    server, token = create_server(rpc, admin)
+    dnstap_socket, port = str(tmp_path / "dnstap.sock"), free_port()
+    agent_process(
+        "stats", server_id=server["id"], agent_token=token, communication_type="pull", pull_listen="127.0.0.1",
+        pull_port=port, dns_interval_seconds=0.3, system_interval_seconds=0.5, dnstap_socket=dnstap_socket,
+        spool_dir=str(tmp_path / "spool"),
+    )
+    wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
+    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", token, 1, port)
+    knot = knot_factory(dnstap_socket)
+    last_sent = send_queries(knot, PLAN)
+
+    stored = assert_stored_exactly(engine, server["id"], last_sent)
     assert stored("SELECT count(*) FROM monitoring.system_samples WHERE server_id = :id")[0][0] >= 1
