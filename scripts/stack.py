@@ -178,6 +178,8 @@ def up():
 
     for service in SERVICES:
         _spawn(service, [PY, "-m", f"services.{service}"])
+    # Agent traffic is consumed in batches by a process of its own, not by nameko workers.
+    _spawn("monitoring_ingest-consumer", [PY, "-m", "services.monitoring_ingest.consumer"])
     bind = bind_address()
     _spawn("gateway", [PY, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "gateway.app:get_app()"])
     url = f"http://{bind}"

@@ -38,7 +38,7 @@ class Counters(dict):
 
 
 class BatchConsumer:
-    def __init__(self, amqp_uri, engine, batch_size=500, batch_ms=200, prefetch=None, writer=None, ack_only=False,
+    def __init__(self, amqp_uri, engine, batch_size=2000, batch_ms=250, prefetch=None, writer=None, ack_only=False,
                  clock=lambda: datetime.now(timezone.utc)):
         self.amqp_uri = amqp_uri
         self.engine = engine
@@ -197,8 +197,8 @@ def main(argv=None):
     consumer = BatchConsumer(
         settings.amqp_uri,
         engine,
-        batch_size=args.batch_size or int(options.get("batch_size", 500)),
-        batch_ms=args.batch_ms or int(options.get("batch_ms", 200)),
+        batch_size=args.batch_size or int(options.get("batch_size", 2000)),
+        batch_ms=args.batch_ms or int(options.get("batch_ms", 250)),
         writer=BatchWriter(float(options.get("disk_low_free_percent", 10))),
         ack_only=args.ack_only,
     )
