@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -38,12 +39,17 @@ def wait_for(condition, timeout=15.0, interval=0.05, what="condition"):
 
 
 class SmtpServer:
-    def __init__(self, directory):
+    """aiosmtpd as its own process; plain, or (``tls=(cert, key, user, password)``) STARTTLS and login required."""
+
+    def __init__(self, directory, tls=None):
         self.port = free_port()
         self.maildir = directory
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}", "-c", "aiosmtpd.handlers.Mailbox",
-             str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if tls:
+            argv = [str(Path(__file__).with_name("smtp_tls_server.py")), str(self.port), str(directory), *map(str, tls)]
+        else:
+            argv = ["-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}", "-c", "aiosmtpd.handlers.Mailbox",
+                    str(directory)]
+        self.process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._listening, what="the SMTP server")
 
     def _listening(self):
