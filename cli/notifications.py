@@ -18,7 +18,6 @@ Secrets (SMTP password, webhook signing secret, chat webhook URL) come from a
 file (``-`` for stdin), never from the command line.
 """
 import json
-import sys
 
 from cli.api import ApiError
 from cli.output import as_json, record, table
@@ -30,13 +29,9 @@ DELIVERY_COLUMNS = [("id", "id"), ("channel", "channel_name"), ("status", "statu
 
 
 def _read(path):
-    if path == "-":
-        return sys.stdin.read().rstrip("\n")
-    try:
-        with open(path) as handle:
-            return handle.read().rstrip("\n")
-    except OSError as exc:
-        raise ApiError(2, {"message": f"cannot read {path}: {exc.strerror}"}) from None
+    from cli.main import _read_secret  # the one way the CLI reads a secret file (- for stdin)
+
+    return _read_secret(path)
 
 
 def _settings(assignments):
