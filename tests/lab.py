@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,9 @@ from pathlib import Path
 LAB_ROOT = Path(os.environ.get("STEWARD_LAB_ROOT", "/tmp/steward-lab"))
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 _LOCK = LAB_ROOT / ".lock"
+# flock orders processes; inside one process (green threads under eventlet, where a blocking
+# flock would stall the holder too) this lock orders the threads first.
+_PROCESS_LOCK = threading.Lock()
 USER = "steward"
 USER_UID = 64990
 
@@ -89,7 +93,7 @@ class LabHost:
     # -- making and removing ----------------------------------------------------
     def create(self):
         LAB_ROOT.mkdir(parents=True, exist_ok=True)
-        with open(_LOCK, "w") as lock:
+        with _PROCESS_LOCK, open(_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             used = _used_lab_networks()
             self.network = next(n for n in LAB_NETWORK.subnets(new_prefix=30) if n not in used)
