@@ -15,6 +15,9 @@ from sqlalchemy import text
 
 from shared.schemas.agent import load_message
 
+# Heartbeats received in this window are a server's ``requests`` in the fleet list.
+REQUESTS_WINDOW = timedelta(minutes=2)
+
 # A reading stamped further ahead than this is a broken agent clock, not data.
 MAX_CLOCK_AHEAD = timedelta(hours=1)
 DISK_LOW_FREE_PERCENT = 10.0
@@ -59,7 +62,9 @@ WITH batch AS (
     ON CONFLICT DO NOTHING
     RETURNING server_id, collected_at, stored_at, agent_version, versions
 )
-SELECT DISTINCT ON (server_id) server_id, stored_at, agent_version, versions FROM stored
+SELECT DISTINCT ON (server_id) server_id, stored_at, agent_version, versions,
+    array_agg(stored_at) OVER (PARTITION BY server_id) AS arrivals
+FROM stored
 ORDER BY server_id, collected_at DESC
 """)
 
@@ -72,16 +77,20 @@ SELECT server_id, state FROM monitoring.liveness WHERE server_id = ANY(:ids) ORD
 _LIVENESS = text("""
 WITH latest AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b(server_id int, stored_at timestamptz, agent_version text, versions jsonb)
+        AS b(server_id int, stored_at timestamptz, agent_version text, versions jsonb, arrivals timestamptz[])
 )
-INSERT INTO monitoring.liveness AS l (server_id, state, last_heartbeat_at, changed_at, agent_version, versions)
-SELECT server_id, 'up', stored_at, stored_at, agent_version, versions FROM latest
+INSERT INTO monitoring.liveness AS l (server_id, state, last_heartbeat_at, changed_at, agent_version, versions,
+    recent_heartbeats)
+SELECT server_id, 'up', stored_at, stored_at, agent_version, versions, arrivals FROM latest
 ON CONFLICT (server_id) DO UPDATE SET
     state = 'up',
     last_heartbeat_at = greatest(l.last_heartbeat_at, excluded.last_heartbeat_at),
     changed_at = CASE WHEN l.state = 'up' THEN l.changed_at ELSE excluded.changed_at END,
     agent_version = excluded.agent_version,
-    versions = excluded.versions
+    versions = excluded.versions,
+    recent_heartbeats = ARRAY(
+        SELECT t FROM unnest(l.recent_heartbeats || excluded.recent_heartbeats) AS t
+        WHERE t > excluded.last_heartbeat_at - CAST(:keep AS interval) ORDER BY t DESC LIMIT 64)
 RETURNING l.server_id, (SELECT name FROM monitoring.servers WHERE id = l.server_id) AS server_name,
     l.last_heartbeat_at, (xmax = 0) AS inserted
 """)
@@ -226,7 +235,8 @@ class BatchWriter:
         if not latest:  # all of them stored before: a redelivery
             return []
         previous = dict(connection.execute(_LOCK_LIVENESS, {"ids": [r["server_id"] for r in latest]}).all())
-        upserted = connection.execute(_LIVENESS, {"rows": json.dumps([dict(r) for r in latest], default=_iso)}).all()
+        upserted = connection.execute(_LIVENESS, {"rows": json.dumps([dict(r) for r in latest], default=_iso),
+                                                  "keep": f"{REQUESTS_WINDOW.total_seconds()} seconds"}).all()
         changes = []
         for row in upserted:
             # A replica that lost the race to insert a server's first row neither inserted nor saw a state.

@@ -9,12 +9,10 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
+from services.monitoring_ingest.ingest import REQUESTS_WINDOW
 from shared.schemas.servers import requests_status
 
 DOWN_AFTER = timedelta(seconds=90)
-REQUESTS_WINDOW = timedelta(minutes=2)
-# Agent clocks may be off; heartbeats are counted by arrival, and this bounds the partitions searched.
-_CLOCK_SLACK = timedelta(hours=2)
 
 
 def server_label(server_id, name):
@@ -49,24 +47,23 @@ def sweep(connection, now, down_after=DOWN_AFTER):
     return [state_down_payload(r.server_id, r.server_name, r.last_heartbeat_at) for r in rows]
 
 
+_FLEET = text("""
+SELECT server_id, state, last_heartbeat_at, agent_version, versions,
+    (SELECT count(*) FROM unnest(recent_heartbeats) AS t WHERE t > :since) AS requests
+FROM monitoring.liveness WHERE server_id = ANY(:ids)
+""")
+
+
 def fleet_status(connection, server_ids, now):
-    """Per server: state, requests in the last 2 minutes and its status, component versions."""
+    """Per server: state, requests in the last 2 minutes and its status, component versions (one query)."""
     if not server_ids:
         return {}
-    since = now - REQUESTS_WINDOW
-    counts = dict(connection.execute(text(
-        "SELECT server_id, count(*) FROM monitoring.heartbeats "
-        "WHERE server_id = ANY(:ids) AND stored_at > :since AND collected_at > :oldest GROUP BY server_id"
-    ), {"ids": list(server_ids), "since": since, "oldest": since - _CLOCK_SLACK}).all())
-    rows = connection.execute(text(
-        "SELECT server_id, state, last_heartbeat_at, agent_version, versions FROM monitoring.liveness "
-        "WHERE server_id = ANY(:ids)"
-    ), {"ids": list(server_ids)}).all()
+    rows = connection.execute(_FLEET, {"ids": list(server_ids), "since": now - REQUESTS_WINDOW}).all()
     known = {r.server_id: r for r in rows}
     status = {}
     for server_id in server_ids:
         row = known.get(server_id)
-        requests = counts.get(server_id, 0)
+        requests = row.requests if row else 0
         status[server_id] = {
             "state": row.state if row else "unknown",
             "requests": requests,

@@ -9,7 +9,7 @@ message is stored once.
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import make_base
@@ -155,6 +155,9 @@ class Liveness(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     agent_version: Mapped[str | None] = mapped_column(String(64))
     versions: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Arrival times of the latest heartbeats (those of the last 2 minutes and a few more), so the
+    # fleet list counts ``requests`` from this one row instead of the partitioned heartbeats.
+    recent_heartbeats: Mapped[list] = mapped_column(ARRAY(DateTime(timezone=True)), server_default=text("'{}'"))
 
 
 class DiskAlert(Base):
