@@ -30,6 +30,7 @@ from shared.logs import configure_logging
 from shared.schemas.agent import HEARTBEAT_QUEUE, STATS_QUEUE
 
 log = logging.getLogger("monitoring_ingest.consumer")
+CONNECTION_NAME = "monitoring_ingest.consumer"  # how operators (and the tests) find it in rabbitmqctl
 
 
 class Counters(dict):
@@ -58,6 +59,7 @@ class BatchConsumer:
     def _connect(self):
         parameters = pika.URLParameters(self.amqp_uri)
         parameters.heartbeat = 60
+        parameters.client_properties = {"connection_name": CONNECTION_NAME}
         self.connection = pika.BlockingConnection(parameters)
         self.channel = self.connection.channel()
         declare_agent_topology(self.channel)

@@ -6,7 +6,7 @@ about what was stored, marks silent servers down, runs retention and polls
 pull-mode agents.
 """
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from kombu import Exchange
 from nameko.dependency_providers import Config
@@ -80,7 +80,7 @@ class MonitoringIngestService:
     def sweep_liveness(self):
         down_after = liveness.DOWN_AFTER
         if "down_after_seconds" in self._options():
-            down_after = liveness.timedelta(seconds=float(self._options()["down_after_seconds"]))
+            down_after = timedelta(seconds=float(self._options()["down_after_seconds"]))
         changes = liveness.sweep(self.db, utcnow(), down_after)
         self.db.commit()
         for payload in changes:

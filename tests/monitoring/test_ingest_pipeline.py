@@ -1,5 +1,6 @@
 """Agent messages through the real broker and the batch consumer process into PostgreSQL."""
 import json
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -7,6 +8,7 @@ from kombu import Connection
 from sqlalchemy import text
 
 from services.monitoring_ingest import partitions
+from services.monitoring_ingest.consumer import CONNECTION_NAME
 from services.monitoring_ingest.ingest import BatchWriter, parse
 from .helpers import message, wait_for
 
@@ -127,3 +129,17 @@ def test_a_disk_that_runs_low_is_reported_once_until_it_recovers(monitoring, age
     time.sleep(0.3)  # a third report would have arrived by now
     received += [p for name, p in monitoring_events() if name == "disk_low"]
     assert [(p["server_id"], p["mountpoint"], p["free_percent"]) for p in received] == [(11, "/var", 5.0), (11, "/var", 1.0)]
+
+
+def test_the_consumer_comes_back_after_losing_its_broker_connection(settings, monitoring, agent_publish, scalar):
+    vhost = Connection(settings.amqp_uri).virtual_host
+    # list_connections shows every vhost's connections: only this test's own consumer is closed.
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost", "client_properties"],
+                             capture_output=True, text=True, check=True).stdout
+    connections = [line.split("\t")[0] for line in listing.splitlines()
+                   if CONNECTION_NAME in line and line.split("\t")[1] == vhost]
+    assert connections
+    for connection in connections:
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", connection, "test: connection lost"], check=True)
+    agent_publish(message("system", 12, 1, _at(1)))
+    wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 12") == 1, seconds=15)
