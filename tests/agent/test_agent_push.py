@@ -1,7 +1,9 @@
 """Push mode through a real broker: publisher confirms, persistent messages, the
 spool keeping what the broker did not take, and a broker restart losing nothing."""
 import os
+import subprocess
 import time
+import urllib.parse
 
 import pika
 import pytest
@@ -35,9 +37,19 @@ def push_config(tmp_path, url, **overrides):
 
 @pytest.fixture
 def reader(settings):
-    reader = BrokerReader(settings.amqp_uri)
+    """A vhost of this test's own on the machine's broker: no other test's queue may be bound to steward.agent."""
+    parameters = pika.URLParameters(settings.amqp_uri)
+    vhost = parameters.virtual_host + "_agent_push"
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, parameters.credentials.username, ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    url = "amqp://%s:%s@%s:%d/%s" % (parameters.credentials.username, parameters.credentials.password, parameters.host,
+                                     parameters.port, urllib.parse.quote(vhost, safe=""))
+    reader = BrokerReader(url)
     yield reader
     reader.close()
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
 
 
 def test_messages_no_queue_took_yet_stay_spooled_and_arrive_in_order(tmp_path, agent_process, reader):
