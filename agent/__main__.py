@@ -26,8 +26,9 @@ log = logging.getLogger("agent")
 class Collector:
     """Takes a system reading and closes a DNS period at their intervals, into the spool."""
 
-    def __init__(self, config, spool, counter, system_stats):
+    def __init__(self, config, spool, counter, system_stats, before_last_period=lambda: None):
         self.spool = spool
+        self.before_last_period = before_last_period
         self.counter = counter
         self.system_stats = system_stats
         self.intervals = {SYSTEM: config.system_interval, DNS: config.dns_interval}
@@ -50,7 +51,8 @@ class Collector:
             except (OSError, ValueError) as error:
                 log.error("%s statistics not collected: %s", kind, error)
             due[kind] += self.intervals[kind]
-        # Close the running DNS period on the way out: counted queries must not vanish with the process.
+        # Close the running DNS period into the spool, so counted queries do not vanish with the process.
+        self.before_last_period()
         self.collect(DNS)
 
 
@@ -69,7 +71,7 @@ def run_stats(config, stopping):
         thread.start()
         stop_transport = lambda: thread.join(10)  # noqa: E731 - the publisher watches `stopping` itself
     try:
-        Collector(config, spool, counter, SystemStats()).run(stopping)
+        Collector(config, spool, counter, SystemStats(), listener.wait_for_writers_to_flush).run(stopping)
     finally:
         listener.stop()
         stop_transport()

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 log = logging.getLogger("agent.dnstap")
 
@@ -16,6 +17,8 @@ CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
 CONTROL_ACCEPT, CONTROL_START, CONTROL_STOP, CONTROL_READY, CONTROL_FINISH = 1, 2, 3, 4, 5
 FIELD_CONTENT_TYPE = 1
 MAX_FRAME_BYTES = 1 << 20
+# Knot's dnstap writer (libfstrm) delivers a frame up to about 2 s after the query.
+WRITER_FLUSH_SECONDS = 2.5
 # dnstap.proto field numbers.
 DNSTAP_MESSAGE = 14
 MESSAGE_TYPE, MESSAGE_QUERY_TIME_SEC, MESSAGE_QUERY_TIME_NSEC, MESSAGE_QUERY = 1, 8, 9, 10
@@ -173,6 +176,8 @@ class DnstapListener:
         self.socket_group = socket_group
         self._server = None
         self._stopping = threading.Event()
+        self._writers = 0
+        self._writers_lock = threading.Lock()
 
     def start(self):
         directory = os.path.dirname(self.path)
@@ -211,7 +216,22 @@ class DnstapListener:
                 return
             threading.Thread(target=self._serve, args=(connection,), name="dnstap-reader", daemon=True).start()
 
+    def wait_for_writers_to_flush(self):
+        """On the way out: give a connected Knot the time to deliver the queries it already answered."""
+        if self._writers:
+            time.sleep(WRITER_FLUSH_SECONDS)
+
     def _serve(self, connection):
+        log.info("dnstap writer connected")
+        with self._writers_lock:
+            self._writers += 1
+        try:
+            self._read(connection)
+        finally:
+            with self._writers_lock:
+                self._writers -= 1
+
+    def _read(self, connection):
         with connection:
             try:
                 for frame in read_frames(connection):

@@ -83,6 +83,36 @@ def test_queries_to_knot_are_counted_exactly(python, tmp_path, agent_process, kn
     assert agent.stop() == 0
 
 
+def test_an_agent_restart_keeps_what_was_counted_and_knot_writes_to_the_new_agent(tmp_path, agent_process, knot_factory):
+    dnstap_socket, port = str(tmp_path / "dnstap.sock"), free_port()
+    config = dict(server_id=5, agent_token="agent-secret", communication_type="pull", dns_interval_seconds=0.3,
+                  system_interval_seconds=60, dnstap_socket=dnstap_socket, spool_dir=str(tmp_path / "spool"),
+                  pull_listen="127.0.0.1", pull_port=port)
+    agent = agent_process("stats", **config)
+    wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
+    knot = knot_factory(dnstap_socket)
+    send_queries(knot, [("www.test", "A", 3)])
+    assert agent.stop() == 0  # before Knot delivered them: the agent waits for its writer on the way out
+    agent = agent_process("stats", **config)
+    wait_for(lambda: os.path.exists(dnstap_socket), what="the new agent's dnstap socket")
+
+    def reconnected():
+        # knotd reconnects only when it has a query to write (and drops the queries of the gap).
+        send_queries(knot, [("ns.test", "A", 1)])
+        return agent.log().count("dnstap writer connected") == 2
+
+    wait_for(reconnected, timeout=20, interval=0.5, what="knotd to reconnect")
+    send_queries(knot, [("mail.test", "MX", 2)])
+    url = "http://127.0.0.1:%d/v1/stats?limit=1000" % port
+
+    wait_for(lambda: ("mail.test.", "MX") in dns_totals(http_get(url, "agent-secret")[1]["items"])[0], what="the MX queries")
+    time.sleep(0.6)
+    hits, _, total = dns_totals(http_get(url, "agent-secret")[1]["items"])
+    reconnect_probes = hits.pop(("ns.test.", "A"), 0)
+    assert hits == {("www.test.", "A"): 3, ("mail.test.", "MX"): 2}
+    assert total == 5 + reconnect_probes
+
+
 def test_agent_refuses_a_bad_configuration(agent_process):
     agent = agent_process("stats", server_id=5)
     agent.process.wait(10)
