@@ -24,7 +24,7 @@ COMPONENTS = ("dns", "dhcp", "monitor")
 BINARIES = {"dns": ("knotd", ["knotd", "-V"]), "dhcp": ("kea-dhcp4", ["kea-dhcp4", "-v"])}
 # What the bundle copies to <prefix>/opt/steward.
 PAYLOAD = ("agent", "vendor", "templates", "systemd", "sudoers", "pv_install.py", "pv_probes.py", "pv_update.py",
-           "pv_common.sh", "install_python3.sh", "install_docker.sh", "network_config.sh", "manifest.json") + tuple(
+           "pv_common.sh", "pv_heartbeat.sh", "install_python3.sh", "install_docker.sh", "network_config.sh", "manifest.json") + tuple(
     "%s_pv_%s.sh" % (verb, c) for verb in ("start", "stop") for c in COMPONENTS)
 
 
@@ -121,6 +121,10 @@ class Install:
             self.run(["visudo", "-c", "-q", "-f", sudoers])
         print("installed into %s" % self.opt)
 
+    def start_heartbeat(self):
+        """(re)start the agent's heartbeat (pv_heartbeat.service, or a process without systemd)"""
+        self.run(["bash", self.script("pv_heartbeat.sh"), "start"])
+
     def configure_components(self):
         """write the Knot and Kea configuration and the internal zone"""
         env = read_env(self.path("etc", "steward", "network.env"))
@@ -177,6 +181,8 @@ class Install:
     def uninstall(self):
         """stop the components and remove the agent, its files and state"""
         self.stop_components()
+        if os.path.exists(self.script("pv_heartbeat.sh")):
+            self.run(["bash", self.script("pv_heartbeat.sh"), "stop"])
         for relative in ("opt/steward", "etc/steward", "var/lib/steward", "var/lib/steward-agent", "run/steward",
                          "run/steward-agent", "provision", "etc/systemd/system/pv_heartbeat.service",
                          "etc/sudoers.d/steward"):
@@ -192,7 +198,8 @@ class Install:
 STEPS = [
     ("network_config", True), ("install_runtime", True), ("stop_components", True), ("install_files", True),
     ("configure_components", True), ("start_dns", True), ("start_dhcp", True), ("start_monitor", True),
-    ("verify_dns", False), ("verify_dhcp", True),
+    # After the components: the first heartbeat then already reports their versions.
+    ("start_heartbeat", True), ("verify_dns", False), ("verify_dhcp", True),
 ]
 
 

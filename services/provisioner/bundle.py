@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 from services.provisioner.components import AGENT_DIR, PROVISION_DIR
 
 # Files of agent/provision/ that ship at the bundle's top level.
-PROVISION_FILES = ("pv_install.py", "pv_probes.py", "pv_update.py", "pv_common.sh", "install_python3.sh", "install_docker.sh",
-                   "network_config.sh", "README.md")
-PROVISION_DIRS = ("templates", "systemd", "sudoers")
+PROVISION_FILES = ("pv_install.py", "pv_probes.py", "pv_update.py", "pv_common.sh", "pv_heartbeat.sh",
+                   "install_python3.sh", "install_docker.sh", "network_config.sh", "README.md")
+PROVISION_DIRS = ("templates", "sudoers")
+# The agent's own unit (issue 3), at the bundle's top level beside the sudoers snippet.
+HEARTBEAT_UNIT = "systemd/pv_heartbeat.service"
 _SKIP = {"__pycache__", "provision", "tests"}
 
 
@@ -74,6 +76,7 @@ class BundleBuilder:
                     tar.add(path, f"{top}/{name}", filter=self._normalise)
             for name in PROVISION_DIRS:
                 self._add_tree(tar, self.provision_dir / name, f"{top}/{name}")
+            tar.add(self.agent_dir / HEARTBEAT_UNIT, f"{top}/{HEARTBEAT_UNIT}", filter=self._normalise)
             self._add_bytes(tar, f"{top}/manifest.json", json.dumps(manifest, indent=2).encode(), 0o644)
             self._add_bytes(tar, f"{top}/config/agent.json", json.dumps(config, indent=2).encode(), 0o600)
         data = buffer.getvalue()

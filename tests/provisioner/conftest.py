@@ -11,6 +11,8 @@ from kombu import Connection, Exchange, Queue
 from gateway.app import create_app
 from gateway.routes import PREFIX
 from tests.lab import lab_host
+# monitoring-ingest keeps liveness by server id, and ids restart in every test: start each test without it.
+from tests.monitoring.conftest import clean_monitoring  # noqa: F401 (an autouse fixture)
 
 
 @pytest.fixture(scope="session")

@@ -148,7 +148,7 @@ def test_manual_install_from_the_bundle_reaches_the_same_state(api, api_url, adm
         config = json.load(tar.extractfile(f"setup-{server['id']}/config/agent.json"))
     for expected in ("pv_install.py", "install_python3.sh", "install_docker.sh", "network_config.sh", "pv_probes.py",
                      "start_pv_dns.sh", "stop_pv_dns.sh", "start_pv_dhcp.sh", "stop_pv_dhcp.sh", "start_pv_monitor.sh",
-                     "stop_pv_monitor.sh", "systemd/pv_heartbeat.service", "sudoers/steward", "agent/__main__.py",
+                     "stop_pv_monitor.sh", "pv_heartbeat.sh", "systemd/pv_heartbeat.service", "sudoers/steward", "agent/__main__.py",
                      "vendor/pika/__init__.py"):
         assert f"setup-{server['id']}/{expected}" in names, expected
     assert config["server_id"] == server["id"] and config["agent_token"]

@@ -1,0 +1,58 @@
+"""After a push install the agent's heartbeats reach the real gateway and monitoring-ingest:
+``requests`` climbs and the list shows the versions the server reports."""
+import json
+import threading
+import time
+from wsgiref.simple_server import make_server
+
+import pytest
+
+from gateway.routes import PREFIX
+from tests.monitoring.conftest import consumer_process, monitoring  # noqa: F401 (fixtures)
+from tests.provisioner.conftest import _QuietHandler, push_install, register, wait_for_task
+
+
+@pytest.fixture
+def monitoring_api(gateway_app, lab, settings):
+    """The gateway where the lab host reaches it: its end of the veth, on PUBLIC_URL's port."""
+    port = int(settings["PUBLIC_URL"].rsplit(":", 1)[1].strip("/"))
+    server = make_server(lab.host_address, port, gateway_app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def _row(api, server):
+    return api.simulate_get(f"{PREFIX}/servers", params={"search": server["name"]}).json["items"][0]
+
+
+def _wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_heartbeats_after_install_make_requests_climb(api, lab, monitoring, monitoring_api):  # noqa: F811
+    server = register(api, lab, components=["dns", "monitor"], monitoring_api_ip=lab.host_address)
+    finished, _ = wait_for_task(api, push_install(api, server["id"])["id"])
+    assert finished["state"] == "succeeded", finished["error"]
+
+    # The first heartbeat goes out as the agent starts.
+    first = _wait_for(lambda: _row(api, server)["requests"] >= 1 and _row(api, server))
+    assert first["versions"] == {"dns": "3.2.6", "monitor": "1.0.0"}
+
+    # An operator shortens the interval on the server and restarts the heartbeat: requests climb.
+    config_path = lab.prefix / "etc" / "steward" / "agent.json"
+    config = json.loads(config_path.read_text())
+    config["heartbeat_interval_seconds"] = 0.3
+    config_path.write_text(json.dumps(config))
+    lab.exec("env", f"STEWARD_PREFIX={lab.prefix}", "bash", str(lab.prefix / "opt" / "steward" / "pv_heartbeat.sh"),
+             "start")
+    climbed = _wait_for(lambda: (row := _row(api, server))["requests"] >= first["requests"] + 3 and row)
+    assert climbed["state"] in ("running", "up") and climbed["versions"] == first["versions"]
