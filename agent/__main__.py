@@ -64,23 +64,26 @@ def run_stats(config, stopping):
     if config.communication_type == PULL:
         server = PullServer(spool, config.agent_token, config.pull_listen, config.pull_port)
         server.start()
-        stop_transport = server.stop
     else:
-        publisher = Publisher(spool, config.rabbitmq)
-        thread = threading.Thread(target=publisher.run, args=(stopping,), name="push", daemon=True)
-        thread.start()
-        stop_transport = lambda: thread.join(10)  # noqa: E731 - the publisher watches `stopping` itself
+        # The publisher watches `stopping` itself; joined below.
+        publisher = threading.Thread(target=Publisher(spool, config.rabbitmq).run, args=(stopping,), name="push", daemon=True)
+        publisher.start()
     try:
         Collector(config, spool, counter, SystemStats(), listener.wait_for_writers_to_flush).run(stopping)
     finally:
         listener.stop()
-        stop_transport()
+        if config.communication_type == PULL:
+            server.stop()
+        else:
+            publisher.join(10)
         spool.close()
 
 
 def run_heartbeat(config, stopping):
     if not config.monitoring_url:
         raise ConfigError("monitoring_url is required for the heartbeat")
+    # A spool file of its own, used only for its persisted heartbeat numbering: the heartbeat
+    # process must not contend with the statistics process for the statistics spool.
     sequence = Spool(os.path.join(config.spool_dir, "heartbeat.sqlite3"), 1, config.server_id)
     try:
         Heartbeat(config, sequence).run(stopping)
@@ -124,6 +127,7 @@ def main(argv=None):
         while thread.is_alive():
             thread.join(0.5)  # short joins let the signal handlers run in the main thread
     return 1 if failed else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

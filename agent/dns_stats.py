@@ -126,7 +126,8 @@ class DnsCounter:
             self._reset()
             self._period_start = now
         if untracked:
-            log.warning("%d queries for names beyond %d distinct records were counted in the total only", untracked, self.max_records)
+            log.warning("%d queries for names beyond %d distinct records were counted in the total only",
+                        untracked, self.max_records)
         records = [
             {"name": name, "type": qtype, "hits": count, "last_access": iso(last_access[(name, qtype)])}
             for (name, qtype), count in sorted(hits.items())

@@ -19,12 +19,13 @@ def routing_key(message):
 
 
 def connection_parameters(rabbitmq):
+    tls = pika.SSLOptions(ssl.create_default_context(cafile=rabbitmq.get("ca")), rabbitmq["host"]) if rabbitmq["tls"] else None
     return pika.ConnectionParameters(
         host=rabbitmq["host"],
         port=rabbitmq["port"],
         virtual_host=rabbitmq["vhost"],
         credentials=pika.PlainCredentials(rabbitmq["user"], rabbitmq["password"]),
-        ssl_options=pika.SSLOptions(ssl.create_default_context(cafile=rabbitmq.get("ca")), rabbitmq["host"]) if rabbitmq["tls"] else None,
+        ssl_options=tls,
         heartbeat=30,
         blocked_connection_timeout=30,
         connection_attempts=1,
@@ -44,7 +45,6 @@ class Publisher:
         self.parameters = connection_parameters(rabbitmq)
         self.retry_seconds = retry_seconds
         self.connect = connect
-        self.published = 0
 
     def run(self, stopping):
         while not stopping.is_set():
@@ -77,7 +77,6 @@ class Publisher:
             for cursor, body in rows:
                 self._publish(channel, body)
                 self.spool.remove([cursor])  # a crash right here resends one message, stored once by identity
-                self.published += 1
             if not rows:
                 connection.process_data_events(time_limit=0)
                 self.spool.changed.wait(1.0)
@@ -97,4 +96,5 @@ class Publisher:
                 mandatory=True,  # no queue bound yet: keep it spooled rather than lose it
             )
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
-            raise NotTaken("the broker did not take %s message %s (%s)" % (message["kind"], message["seq"], error.__class__.__name__))
+            raise NotTaken("the broker did not take %s message %s (%s)"
+                           % (message["kind"], message["seq"], error.__class__.__name__))

@@ -70,13 +70,16 @@ class Spool:
             excess = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] - self.max_messages
             dropped_total = None
             if excess > 0:
-                db.execute("DELETE FROM messages WHERE cursor IN (SELECT cursor FROM messages ORDER BY cursor LIMIT ?)", (excess,))
+                db.execute(
+                    "DELETE FROM messages WHERE cursor IN (SELECT cursor FROM messages ORDER BY cursor LIMIT ?)", (excess,)
+                )
                 dropped_total = self._bump(db, DROPPED, excess)
             return message, excess, dropped_total
 
         message, excess, dropped_total = self._write(work)
         if dropped_total is not None:
-            log.warning("spool full (%d messages): dropped the %d oldest, %d dropped so far", self.max_messages, excess, dropped_total)
+            log.warning("spool full (%d messages): dropped the %d oldest, %d dropped so far",
+                        self.max_messages, excess, dropped_total)
         self.changed.set()
         return message
 

@@ -67,6 +67,15 @@ def free_port(kind=socket.SOCK_STREAM, address="127.0.0.1"):
         return probe.getsockname()[1]
 
 
+def _tcp_free(address, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,6 +133,8 @@ class Knot:
         self.dnstap_socket = dnstap_socket
         self.address = address
         self.port = free_port(socket.SOCK_DGRAM, address)
+        while not _tcp_free(address, self.port):  # knotd listens on both
+            self.port = free_port(socket.SOCK_DGRAM, address)
         self.conf = os.path.join(directory, "knot.conf")
         self.process = None
 
@@ -132,12 +143,16 @@ class Knot:
             handle.write(ZONE)
         with open(self.conf, "w") as handle:
             handle.write(KNOT_CONF.format(dir=self.directory, address=self.address, port=self.port, socket=self.dnstap_socket))
-        with open(os.path.join(self.directory, "knot.log"), "ab") as log:
+        self.log_path = os.path.join(self.directory, "knot.log")
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(["knotd", "-c", self.conf], stdout=log, stderr=log)
-        wait_for(self._answers, what="knotd to answer")
+        wait_for(self._answers, timeout=30, interval=0.1, what="knotd to load the zone")
         return self
 
     def _answers(self):
+        if self.process.poll() is not None:
+            with open(self.log_path) as log:
+                raise AssertionError("knotd exited with %s:\n%s" % (self.process.returncode, log.read()))
         # knotc, not a DNS probe: a probe query would be counted among the test's hits.
         result = subprocess.run(["knotc", "-c", self.conf, "zone-status", "test."], capture_output=True, text=True)
         return result.returncode == 0 and "serial: 1" in result.stdout
