@@ -16,6 +16,7 @@ from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from shared.events import build_event, event_type
+from shared.schemas.notifier import NOTIFIABLE_EVENTS
 
 # Short windows keep the tests fast; production defaults are in services/notifier/policy.py.
 FAST_POLICY = {"digest_window_seconds": 0.5, "poll_seconds": 0.1, "backoff_base_seconds": 0.2,
@@ -118,9 +119,7 @@ def receiver():
     receiver.stop()
 
 
-NOTIFIER_QUEUES = [f"evt-{event_type(name).source}-{name}--notifier.handle_{name}" for name in (
-    "server_created", "server_updated", "server_deleted", "install_finished", "update_finished", "update_rolled_back",
-    "server_state_changed", "disk_low", "backup_finished", "backup_verified", "backup_failed")]
+NOTIFIER_QUEUES = [f"evt-{event_type(name).source}-{name}--notifier.handle_{name}" for name in NOTIFIABLE_EVENTS]
 
 
 def purge_notifier_queues(amqp_uri):

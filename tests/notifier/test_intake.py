@@ -153,3 +153,18 @@ def test_backoff_is_capped_and_jittered_between_half_and_all_of_the_step():
     assert POLICY.backoff(1, rng=lambda: 0.0) == timedelta(seconds=5)
     assert POLICY.backoff(3, rng=lambda: 1.0) == timedelta(seconds=40)
     assert POLICY.backoff(30, rng=lambda: 1.0) == timedelta(seconds=60)
+
+
+def test_the_service_subscribes_to_every_notifiable_event_at_its_source():
+    from nameko.events import EventHandler
+
+    from services.notifier.service import NotifierService
+    from shared.events import CATALOG
+    from shared.schemas.notifier import NOTIFIABLE_EVENTS
+
+    subscribed = {(h.source_service, h.event_type)
+                  for name in dir(NotifierService) if name.startswith("handle_")
+                  for h in getattr(getattr(NotifierService, name), "nameko_entrypoints", ())
+                  if isinstance(h, EventHandler)}
+    assert subscribed == {(CATALOG[name].source, name) for name in NOTIFIABLE_EVENTS}
+    assert "install_progress" not in NOTIFIABLE_EVENTS and "server_state_changed" in NOTIFIABLE_EVENTS
