@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.notifier.models import Delivery, DeliveryItem, ReceivedEvent, ServerState
 from services.notifier.rules import Rules
-from services.notifier.templates import FLAPPING, subject_of
+from services.notifier.templates import FLAPPING, MANAGED_SERVERS, subject_of
 from shared.events import build_event, event_type, load_event
 
 NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a server's state before its first change
@@ -68,7 +68,9 @@ class Intake:
 
     def notify(self, name, payload, severity, now):
         """Add one item per matching channel; returns how many."""
-        server_id, server_name = subject_of(name, payload)
+        server_id, server_name, collection = subject_of(name, payload)
+        if collection != MANAGED_SERVERS:
+            server_id = None  # a rule's server ids name managed servers; its name search still applies
         channels = Rules(self.session).channels_for(name, severity, server_id, server_name)
         for channel in channels:
             delivery = self._open_window(channel, now)

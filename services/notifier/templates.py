@@ -150,15 +150,23 @@ def _samples():
 SAMPLES = _samples()
 
 
+# Where each kind of subject lives in the API. Backup servers belong to the backup
+# service; its route must match this when it lands.
+MANAGED_SERVERS, BACKUP_SERVERS = "servers", "backup-servers"
+
+
 def subject_of(event_name, payload):
-    """The server an event is about, as (id, name); (None, None) if it names none."""
+    """What an event is about, as (id, name, collection); (None, None, None) if it names nothing.
+
+    ``collection`` tells a managed server from a backup server, whose ids are another series.
+    """
     if "server" in payload:
-        return payload["server"]["id"], payload["server"]["name"]
+        return payload["server"]["id"], payload["server"]["name"], MANAGED_SERVERS
     if "server_id" in payload:
-        return payload["server_id"], payload.get("server_name")
+        return payload["server_id"], payload.get("server_name"), MANAGED_SERVERS
     if "backup_server_id" in payload:
-        return payload["backup_server_id"], payload.get("backup_server_name")
-    return None, None
+        return payload["backup_server_id"], payload.get("backup_server_name"), BACKUP_SERVERS
+    return None, None, None
 
 
 @dataclass(frozen=True)
@@ -219,8 +227,8 @@ class Templates:
 
     # -- rendering ----------------------------------------------------------
     def context(self, event_type, payload, severity=None):
-        server_id, server_name = subject_of(event_type, payload)
-        server_url = f"{self.public_url}/api/v2/servers/{server_id}" if server_id is not None else self.public_url
+        server_id, server_name, collection = subject_of(event_type, payload)
+        server_url = f"{self.public_url}/api/v2/{collection}/{server_id}" if server_id is not None else self.public_url
         return {"event": payload, "event_type": event_type, "severity": severity,
                 "server": {"id": server_id, "name": server_name}, "server_url": server_url,
                 "public_url": self.public_url}

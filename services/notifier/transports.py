@@ -19,8 +19,10 @@ from jinja2 import TemplateError
 from services.notifier.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from services.notifier.templates import compile_template
 
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 10
+# Short enough that a channel test answers within the gateway's 10 s RPC timeout;
+# a slow far end during a real delivery is retried like any other failure.
+CONNECT_TIMEOUT = 3
+READ_TIMEOUT = 6
 
 
 class DeliveryFailed(Exception):

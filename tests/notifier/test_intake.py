@@ -168,3 +168,22 @@ def test_the_service_subscribes_to_every_notifiable_event_at_its_source():
                   if isinstance(h, EventHandler)}
     assert subscribed == {(CATALOG[name].source, name) for name in NOTIFIABLE_EVENTS}
     assert "install_progress" not in NOTIFIABLE_EVENTS and "server_state_changed" in NOTIFIABLE_EVENTS
+
+
+def test_backup_servers_are_not_taken_for_managed_servers_with_the_same_id(session, clock):
+    box = SecretBox("k")
+    channel = Channels(session, box).create({"name": "hook", "kind": "webhook", "enabled": True, "settings": {
+        "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"}})
+    rules = Rules(session)
+    base = {"enabled": True, "event_types": [], "min_severity": "info", "channel_ids": [channel.id]}
+    rules.create(dict(base, name="managed server 4", server_ids=[4], server_search=None))
+    session.commit()
+    failed = build_event("backup_failed", backup_server_id=4, backup_server_name="backup-berlin", backup_id="b",
+                         error="disk full")
+    intake = Intake(session, POLICY, clock)
+    assert intake.receive("backup_failed", failed) == "no_rule"
+    rules.create(dict(base, name="berlin", server_ids=[], server_search="Berlin"))
+    session.commit()
+    assert intake.receive("backup_failed", dict(failed, backup_id="c")) == "notified"
+    rendered = Templates(session, "https://s.example").render_one("email", "backup_failed", failed, "critical")
+    assert "https://s.example/api/v2/backup-servers/4" in rendered.body
