@@ -6,6 +6,8 @@ The attempt and the new state commit together; if the process dies mid-send
 the transaction rolls back and the delivery is due again (the far end may
 then see it twice, with the same delivery id, which it can use to drop it).
 """
+import json
+import logging
 import random
 import time
 
@@ -16,6 +18,8 @@ from services.notifier.transports import DeliveryFailed, Message, send
 from shared.errors import Conflict, DeliveryNotFound
 
 DUE_STATUSES = ("collecting", "pending")
+
+log = logging.getLogger(__name__)
 
 
 class Courier:
@@ -56,13 +60,20 @@ class Courier:
     def _close(self, delivery):
         items = self.session.scalars(
             select(DeliveryItem).where(DeliveryItem.delivery_id == delivery.id).order_by(DeliveryItem.id)).all()
-        if len(items) == 1:
-            rendered = self.templates.render_one(delivery.channel_kind, items[0].event_type, items[0].payload,
-                                                 items[0].severity)
-        else:
-            rendered = self.templates.render_digest(delivery.channel_kind,
-                                                    [(i.event_type, i.payload, i.severity) for i in items])
-        delivery.subject, delivery.body, delivery.status = rendered.subject, rendered.body, "pending"
+        try:
+            if len(items) == 1:
+                rendered = self.templates.render_one(delivery.channel_kind, items[0].event_type, items[0].payload,
+                                                     items[0].severity)
+            else:
+                rendered = self.templates.render_digest(delivery.channel_kind,
+                                                        [(i.event_type, i.payload, i.severity) for i in items])
+            subject, body = rendered.subject, rendered.body
+        except Exception:
+            # A payload no template expected must not hold up this channel (or, first in line, every other).
+            log.exception("delivery %s: templates failed; sending the events as JSON", delivery.id)
+            subject = f"[Steward] {len(items)} event(s): {', '.join(sorted({i.event_type for i in items}))}"
+            body = json.dumps([i.payload for i in items], indent=2, sort_keys=True, default=str)
+        delivery.subject, delivery.body, delivery.status = subject, body, "pending"
 
     def _attempt(self, delivery):
         channel = self.session.get(Channel, delivery.channel_id) if delivery.channel_id else None

@@ -218,7 +218,7 @@ class NotifierService:
     @rpc
     def retry_delivery(self, principal, delivery_id):
         require_role(principal, "admin")
-        log_ = DeliveryLog(self.db, utcnow)
-        log_.retry(delivery_id)
+        deliveries = DeliveryLog(self.db, utcnow)
+        deliveries.retry(delivery_id)
         self.db.commit()
-        return schemas.DeliveryDetail().dump(log_.get(delivery_id))
+        return schemas.DeliveryDetail().dump(deliveries.get(delivery_id))

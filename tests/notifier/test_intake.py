@@ -187,3 +187,22 @@ def test_backup_servers_are_not_taken_for_managed_servers_with_the_same_id(sessi
     assert intake.receive("backup_failed", dict(failed, backup_id="c")) == "notified"
     rendered = Templates(session, "https://s.example").render_one("email", "backup_failed", failed, "critical")
     assert "https://s.example/api/v2/backup-servers/4" in rendered.body
+
+
+def test_a_message_no_template_can_render_still_goes_out_as_json(session, clock, channel):
+    intake = Intake(session, POLICY, clock)
+    intake.receive("disk_low", build_event("disk_low", server_id=2, server_name="dns-2", mountpoint="/",
+                                           free_percent=2.0))
+    session.commit()
+
+    class BrokenTemplates:
+        def render_one(self, *args):
+            raise RuntimeError("a template bug")
+
+    sent = []
+    courier = Courier(session, SecretBox("k"), BrokenTemplates(), POLICY, clock,
+                      transport=lambda kind, settings, secret, message, clock: sent.append(message) or "HTTP 204")
+    clock.advance(5)
+    assert courier.send_due() == 1
+    assert sent[0].subject == "[Steward] 1 event(s): disk_low" and '"free_percent": 2.0' in sent[0].body
+    assert deliveries(session)[0].status == "delivered"
