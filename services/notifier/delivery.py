@@ -91,6 +91,9 @@ class Courier:
                                                   clock=lambda: self.clock().timestamp())
             except DeliveryFailed as exc:
                 ok, result = False, str(exc)
+            except Exception as exc:  # a bug or an unopenable secret: log it, retry it, never stall the queue
+                log.exception("delivery %s: sending failed unexpectedly", delivery.id)
+                ok, result = False, f"internal error: {type(exc).__name__}"
         self.session.add(DeliveryAttempt(delivery_id=delivery.id, started_at=started_at, ok=ok, result=result,
                                          duration_ms=round((time.perf_counter() - started) * 1000, 1)))
         delivery.attempts += 1

@@ -206,3 +206,15 @@ def test_a_message_no_template_can_render_still_goes_out_as_json(session, clock,
     assert courier.send_due() == 1
     assert sent[0].subject == "[Steward] 1 event(s): disk_low" and '"free_percent": 2.0' in sent[0].body
     assert deliveries(session)[0].status == "delivered"
+
+
+def test_a_secret_sealed_under_another_key_fails_the_attempt_not_the_queue(session, clock, channel):
+    Intake(session, POLICY, clock).receive("disk_low", build_event(
+        "disk_low", server_id=2, server_name="dns-2", mountpoint="/", free_percent=2.0))
+    session.commit()
+    courier = Courier(session, SecretBox("another key"), Templates(session, "https://s.example"), POLICY, clock,
+                      transport=lambda *args, **kwargs: "HTTP 204")
+    clock.advance(5)
+    assert courier.send_due() == 1
+    [delivery] = deliveries(session)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "internal error: ValueError")
