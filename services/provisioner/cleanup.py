@@ -22,11 +22,9 @@ class Cleanup:
 
     def remove(self, server_id):
         report = {"server_id": server_id, "uninstalled": False, "rabbitmq_user_removed": False, "problems": []}
-        if not self._ever_installed(server_id) and self.host_keys.pinned(server_id) is None:
-            report["problems"] = []
-            report["nothing_installed"] = True
+        report["nothing_installed"] = not self._ever_installed(server_id) and self.host_keys.pinned(server_id) is None
+        if report["nothing_installed"]:
             return report
-        report["nothing_installed"] = False
         try:
             self._uninstall(server_id)
             report["uninstalled"] = True
