@@ -45,7 +45,8 @@ def _run(*argv, check=True):
 
 
 def _password_hash(password):
-    return _run("openssl", "passwd", "-6", password).stdout.strip()
+    done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def _used_lab_networks():

@@ -203,6 +203,23 @@ STEPS = [
 ]
 
 
+def parse_marker(line):
+    """("started", step) / ("done", step) / ("failed", step, message) for this script's step lines, else None.
+
+    The provisioner runs every step in one process and follows these lines to log each step."""
+    if not line.startswith("== step "):
+        return None
+    rest = line[len("== step "):]
+    if " of " in rest and ": " in rest:
+        return ("started", rest.split(": ", 1)[1].strip())
+    name, _, tail = rest.partition(" ")
+    if tail.startswith("done in "):
+        return ("done", name)
+    if tail.startswith("failed: "):
+        return ("failed", name, tail[len("failed: "):])
+    return None
+
+
 def step_help():
     return "\n".join("  %-22s %s" % (name, getattr(Install, name).__doc__) for name, _ in STEPS)
 

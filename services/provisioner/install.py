@@ -8,7 +8,7 @@ import json
 import logging
 
 from services.provisioner import ssh
-from services.provisioner.components import install_steps
+from services.provisioner.components import install_steps, pv_install
 from services.provisioner.exceptions import StepFailed
 from shared.errors import StewardError
 
@@ -56,23 +56,68 @@ class _InstallRun:
                             step_index=position, step_count=len(self.steps), status=status)
 
     def execute(self):
-        count = len(self.steps)
-        for position, (name, root) in enumerate(self.steps, 1):
-            self.store.step_started(self.task_id, position, name)
-            self._progress(position, name, "started")
+        pv_steps = {name for name, _ in pv_install.STEPS}
+        for position, (name, _root) in enumerate(self.steps, 1):
+            if name in pv_steps:
+                # pv_install.py's steps run in one remote process that reports each step as it goes.
+                if name == pv_install.STEPS[0][0] and not self._run_pv_install(position):
+                    return
+                continue
+            self._begin(position, name)
             try:
-                output = getattr(self, f"step_{name}", None)
-                output = output() if output else self._pv_step(name, root)
+                output = getattr(self, f"step_{name}")()
             except (StepFailed, StewardError) as exc:
-                message = str(exc)
-                self.store.step_finished(self.task_id, position, "failed", message)
-                self._progress(position, name, "failed")
-                error = f"step {position} of {count} ({name}) failed: {message[-OUTPUT_IN_ERROR:]}"
-                self._finish("failed", error)
+                self._fail(position, name, str(exc))
                 return
-            self.store.step_finished(self.task_id, position, "succeeded", output)
-            self._progress(position, name, "succeeded")
+            self._succeed(position, name, output)
         self._finish("succeeded", None)
+
+    def _begin(self, position, name):
+        self.store.step_started(self.task_id, position, name)
+        self._progress(position, name, "started")
+
+    def _succeed(self, position, name, output):
+        self.store.step_finished(self.task_id, position, "succeeded", output)
+        self._progress(position, name, "succeeded")
+
+    def _fail(self, position, name, message):
+        self.store.step_finished(self.task_id, position, "failed", message)
+        self._progress(position, name, "failed")
+        error = f"step {position} of {len(self.steps)} ({name}) failed: {message[-OUTPUT_IN_ERROR:]}"
+        self._finish("failed", error)
+
+    def _run_pv_install(self, first_position):
+        """Every pv_install.py step in one SSH session (one sudo, one python3): its "== step"
+        lines mark each step's start and end, so the log and events still follow step by step."""
+        names = [name for name, _ in pv_install.STEPS]
+        current = {"position": None, "name": None, "lines": [], "failed": None}
+
+        def on_line(line):
+            marker = pv_install.parse_marker(line)
+            if marker is None:
+                current["lines"].append(line)
+            elif marker[0] == "started":
+                current.update(position=first_position + names.index(marker[1]), name=marker[1], lines=[])
+                self._begin(current["position"], current["name"])
+            elif marker[0] == "done":
+                self._succeed(current["position"], current["name"], "\n".join(current["lines"]).strip())
+                current["name"] = None
+            else:  # failed: the step's own output is the message
+                current["failed"] = "\n".join(current["lines"] + [marker[2]]).strip()
+
+        status = self.connection.stream(
+            f"python3 {ssh.quote(self.home)}/{self.bundle_dir}/pv_install.py --prefix {ssh.quote(self.prefix)}",
+            on_line, root=True)
+        if current["name"] is not None or status:
+            # A failed step, or the process died without saying (then the step it was in failed).
+            position = current["position"] or first_position
+            name = current["name"] or names[0]
+            if current["name"] is None:
+                self._begin(position, name)
+            self._fail(position, name, current["failed"] or "\n".join(current["lines"]).strip()
+                       or f"pv_install.py exited with status {status}")
+            return False
+        return True
 
     def _finish(self, state, error):
         self.store.finish(self.task_id, state, error)
@@ -136,11 +181,6 @@ class _InstallRun:
         # The extracted bundle holds the agent token: it is installed now, so remove the copy.
         self._remote(f"rm -rf {ssh.quote(self.home)}/{self.bundle_dir}", root=True)
         return "recorded running: " + ", ".join(f"{c} {v}" for c, v in sorted(versions.items()))
-
-    # -- pv_install.py's steps ---------------------------------------------------
-    def _pv_step(self, name, root):
-        return self._remote(f"python3 {ssh.quote(self.home)}/{self.bundle_dir}/pv_install.py "
-                            f"--prefix {ssh.quote(self.prefix)} -e {name}", root=root)
 
     def _remote(self, command, root=False):
         status, output = self.connection.run(command, root=root)

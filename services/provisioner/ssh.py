@@ -68,6 +68,29 @@ class Connection:
             raise SshFailed(f"lost the SSH session while running a command: {exc}") from None
         return status, b"".join(chunks).decode("utf-8", "replace")
 
+    def stream(self, command, on_line, root=False, timeout=600):
+        """Run a command, calling ``on_line`` with each line of its output as it comes; its exit status."""
+        if root and self.sudo:
+            command = "sudo -n " + command
+        try:
+            channel = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+            channel.settimeout(timeout)
+            channel.set_combine_stderr(True)
+            channel.exec_command(command)
+            pending = b""
+            while data := channel.recv(65536):
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+            if pending:
+                on_line(pending.decode("utf-8", "replace"))
+            status = channel.recv_exit_status()
+            channel.close()
+        except (socket.timeout, paramiko.SSHException, OSError) as exc:
+            raise SshFailed(f"lost the SSH session while running a command: {exc}") from None
+        return status
+
     def upload(self, data, remote_path):
         try:
             with self.client.open_sftp() as sftp:

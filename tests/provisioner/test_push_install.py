@@ -98,6 +98,25 @@ def test_cli_install_draws_progress_then_delete_removes_everything(api, api_url,
     assert api.simulate_get(f"{PREFIX}/servers/{server['id']}").status_code == 404
 
 
+def test_a_failed_step_stops_the_install_with_its_output(api, lab, provisioner_events):
+    # An operator zone Knot cannot read: the DNS component cannot start.
+    zones = lab.prefix / "etc" / "steward" / "knot" / "zones.d"
+    zones.mkdir(parents=True)
+    (zones / "broken.conf").write_text("zone:\n  - domain: [not valid\n")
+    server = register(api, lab, components=["dns"])
+    failed, _ = wait_for_task(api, push_install(api, server["id"])["id"])
+
+    position = STEPS.index("start_dns") + 1
+    assert failed["state"] == "failed" and failed["step_index"] == position
+    assert failed["error"].startswith(f"step {position} of {len(STEPS)} (start_dns) failed:")
+    assert "knotd" in failed["error"]
+    steps = api.simulate_get(f"{PREFIX}/tasks/{failed['id']}/log").json["steps"]
+    assert [s["name"] for s in steps] == STEPS[:position] and steps[-1]["state"] == "failed"
+    events = provisioner_events()
+    assert events[-2][1]["status"] == "failed" and events[-2][1]["step"] == "start_dns"
+    assert events[-1][0] == "install_finished" and events[-1][1]["state"] == "failed"
+
+
 def test_changed_host_key_is_refused_clearly(api, lab):
     server = register(api, lab, components=["dns"])
     first, _ = wait_for_task(api, push_install(api, server["id"])["id"])
