@@ -17,6 +17,7 @@ CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
 CONTROL_ACCEPT, CONTROL_START, CONTROL_STOP, CONTROL_READY, CONTROL_FINISH = 1, 2, 3, 4, 5
 FIELD_CONTENT_TYPE = 1
 MAX_FRAME_BYTES = 1 << 20
+READ_BUFFER_BYTES = 1 << 16
 # Knot's dnstap writer (libfstrm) delivers a frame up to about 2 s after the query.
 WRITER_FLUSH_SECONDS = 2.5
 # dnstap.proto field numbers.
@@ -108,14 +109,11 @@ def decode_query(payload):
 # --- Frame Streams --------------------------------------------------------------------
 
 
-def _read_exact(connection, size):
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = connection.recv(size - len(chunks))
-        if not chunk:
-            raise EOFError("writer closed the connection")
-        chunks += chunk
-    return bytes(chunks)
+def _read_exact(reader, size):
+    data = reader.read(size)  # a buffered reader: many frames per recv() under load
+    if len(data) < size:
+        raise EOFError("writer closed the connection")
+    return data
 
 
 def encode_control(control_type, content_types=()):
@@ -125,13 +123,13 @@ def encode_control(control_type, content_types=()):
     return struct.pack(">II", 0, len(body)) + body
 
 
-def _read_control(connection, escaped=False):
-    if not escaped and struct.unpack(">I", _read_exact(connection, 4))[0] != 0:
+def _read_control(reader, escaped=False):
+    if not escaped and struct.unpack(">I", _read_exact(reader, 4))[0] != 0:
         raise ProtocolError("expected a control frame")
-    length = struct.unpack(">I", _read_exact(connection, 4))[0]
+    length = struct.unpack(">I", _read_exact(reader, 4))[0]
     if not 4 <= length <= 512:
         raise ProtocolError("control frame of %d bytes" % length)
-    body = _read_exact(connection, length)
+    body = _read_exact(reader, length)
     control_type = struct.unpack_from(">I", body)[0]
     content_types, offset = [], 4
     while offset + 8 <= len(body):
@@ -145,26 +143,27 @@ def _read_control(connection, escaped=False):
 
 def read_frames(connection):
     """Handshake as the reader on an accepted connection, then yield every data frame until STOP."""
-    control_type, offered = _read_control(connection)
+    reader = connection.makefile("rb", buffering=READ_BUFFER_BYTES)
+    control_type, offered = _read_control(reader)
     if control_type != CONTROL_READY:
         raise ProtocolError("expected READY, got control type %d" % control_type)
     if CONTENT_TYPE not in offered:
         raise ProtocolError("writer offers %r, not %r" % (offered, CONTENT_TYPE))
     connection.sendall(encode_control(CONTROL_ACCEPT, [CONTENT_TYPE]))
-    control_type, _ = _read_control(connection)
+    control_type, _ = _read_control(reader)
     if control_type != CONTROL_START:
         raise ProtocolError("expected START, got control type %d" % control_type)
     while True:
-        length = struct.unpack(">I", _read_exact(connection, 4))[0]
+        length = struct.unpack(">I", _read_exact(reader, 4))[0]
         if length == 0:
-            control_type, _ = _read_control(connection, escaped=True)
+            control_type, _ = _read_control(reader, escaped=True)
             if control_type == CONTROL_STOP:
                 connection.sendall(encode_control(CONTROL_FINISH))
                 return
             continue
         if length > MAX_FRAME_BYTES:
             raise ProtocolError("data frame of %d bytes" % length)
-        yield _read_exact(connection, length)
+        yield _read_exact(reader, length)
 
 
 class DnstapListener:

@@ -28,12 +28,14 @@ def knot_factory():
     """knotd on loopback, writing dnstap to a socket the agent must already listen on."""
     started = []
 
-    def start(dnstap_socket):
+    def start(dnstap_socket, agent):
         directory = os.path.dirname(dnstap_socket)
         knot = Knot(os.path.join(directory, "knot"), dnstap_socket)
         os.makedirs(knot.directory, exist_ok=True)
         started.append(knot)
-        return knot.start()
+        knot.start()
+        agent.wait_for_knot()
+        return knot
 
     yield start
     for knot in started:

@@ -108,7 +108,7 @@ def test_pushed_queries_and_heartbeats_are_stored_exactly(
         components_file=str(components),
     )
     wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
-    knot = knot_factory(dnstap_socket)
+    knot = knot_factory(dnstap_socket, agent)
     last_sent = send_queries(knot, PLAN)
 
     stored = assert_stored_exactly(engine, server["id"], last_sent)
@@ -128,14 +128,14 @@ def test_pulled_queries_are_stored_exactly(tmp_path, engine, rpc, admin, invento
     start_service(MonitoringIngestService, {"monitoring_ingest": {"retention_interval_seconds": 0}})
     server, token = create_server(rpc, admin)
     dnstap_socket, port = str(tmp_path / "dnstap.sock"), free_port()
-    agent_process(
+    agent = agent_process(
         "stats", server_id=server["id"], agent_token=token, communication_type="pull", pull_listen="127.0.0.1",
         pull_port=port, dns_interval_seconds=0.3, system_interval_seconds=0.5, dnstap_socket=dnstap_socket,
         spool_dir=str(tmp_path / "spool"),
     )
     wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
     rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", token, 1, port)
-    knot = knot_factory(dnstap_socket)
+    knot = knot_factory(dnstap_socket, agent)
     last_sent = send_queries(knot, PLAN)
 
     stored = assert_stored_exactly(engine, server["id"], last_sent)

@@ -56,7 +56,7 @@ def test_queries_to_knot_are_counted_exactly(python, tmp_path, agent_process, kn
         pull_port=port,
     )
     wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
-    knot = knot_factory(dnstap_socket)
+    knot = knot_factory(dnstap_socket, agent)
     last_sent = send_queries(knot, PLAN)
 
     url = "http://127.0.0.1:%d/v1/stats" % port
@@ -90,7 +90,7 @@ def test_an_agent_restart_keeps_what_was_counted_and_knot_writes_to_the_new_agen
                   pull_listen="127.0.0.1", pull_port=port)
     agent = agent_process("stats", **config)
     wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
-    knot = knot_factory(dnstap_socket)
+    knot = knot_factory(dnstap_socket, agent)
     send_queries(knot, [("www.test", "A", 3)])
     assert agent.stop() == 0  # before Knot delivered them: the agent waits for its writer on the way out
     agent = agent_process("stats", **config)

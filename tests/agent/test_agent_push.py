@@ -8,7 +8,7 @@ import urllib.parse
 import pika
 import pytest
 
-from agent_lab import BrokerReader, assert_contiguous, dns_totals, send_queries, wait_for
+from agent_lab import BrokerReader, assert_contiguous, dns_totals, send_queries, unique, wait_for
 
 SERVER_ID = 31
 
@@ -67,6 +67,7 @@ def test_messages_no_queue_took_yet_stay_spooled_and_arrive_in_order(tmp_path, a
 
     assert_contiguous(messages, "system")
     assert_contiguous(messages, "dns")
+    assert len(unique(messages)) == len(messages)  # with the broker up throughout, nothing is sent twice
     for routing_key, properties, message in reader.received:
         assert routing_key == "stats.%s.%d" % (message["kind"], SERVER_ID)
         assert (properties.delivery_mode, properties.content_type) == (2, "application/json")
@@ -79,7 +80,7 @@ def test_broker_restart_in_the_middle_of_a_push_run_loses_nothing(tmp_path, agen
     reader.bind()
     agent = agent_process("stats", **push_config(tmp_path, private_broker.url))
     wait_for(lambda: os.path.exists(str(tmp_path / "dnstap.sock")), what="the agent's dnstap socket")
-    knot = knot_factory(str(tmp_path / "dnstap.sock"))
+    knot = knot_factory(str(tmp_path / "dnstap.sock"), agent)
 
     send_queries(knot, [("www.test", "A", 4)])
     wait_for(lambda: dns_totals(reader.drain())[2] == 4, what="the first queries pushed")
