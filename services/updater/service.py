@@ -7,6 +7,8 @@ mid-task hands it to another one (see tasks.Tasks.claim).
 """
 from datetime import timedelta
 
+import eventlet
+
 from kombu import Exchange, Queue
 from nameko.dependency_providers import Config
 from nameko.messaging import Publisher, consume
@@ -24,7 +26,7 @@ from services.updater.tasks import StepLog, Tasks, task_dict, task_log, utcnow
 from services.updater.update import Update
 from shared.authz import require_role
 from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
-from shared.errors import PermissionDenied
+from shared.errors import PermissionDenied, ServiceUnavailable
 from shared.schemas import load_or_raise
 from shared.schemas import updater as schemas
 
@@ -33,6 +35,7 @@ WORK_QUEUE = Queue("updater.work", exchange=WORK_EXCHANGE, routing_key="work", d
 # How the updater reads inventory when no user asked (work messages, sweeps).
 SERVICE_PRINCIPAL = {"name": "updater", "role": "viewer", "scope": "service", "user_id": None}
 STALE_QUEUED = timedelta(minutes=1)
+RPC_TIMEOUT_SECONDS = 10
 
 
 def may_update(principal, server_id):
@@ -71,8 +74,13 @@ class UpdaterService:
                                 timeout_seconds=update_settings.get("api_timeout_ms", 30000) / 1000)
         return Catalog(self.db, schemas.storage_dir(self.config), registry)
 
+    def _pinned_host_key(self, server_id):
+        # nameko's proxy waits for ever; a provisioner that does not answer must not hold a worker.
+        with eventlet.Timeout(RPC_TIMEOUT_SECONDS, ServiceUnavailable("the provisioner did not answer")):
+            return self.provisioner.pinned_host_key(server_id)
+
     def _hosts(self):
-        return Hosts(self.inventory, self.provisioner, self._options())
+        return Hosts(self.inventory, self._pinned_host_key, self._options())
 
     def _enqueue(self, messages):
         for message in messages:

@@ -35,7 +35,7 @@ def updater_app(updater_settings, rpc):
 
 
 @pytest.fixture
-def api(updater_app, updater, admin_token):
+def api(updater_app, updater, provisioner, admin_token):
     return testing.TestClient(updater_app, headers={"Authorization": f"Bearer {admin_token}"})
 
 
