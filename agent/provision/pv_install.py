@@ -23,7 +23,7 @@ BUNDLE = os.path.dirname(os.path.abspath(__file__))
 COMPONENTS = ("dns", "dhcp", "monitor")
 BINARIES = {"dns": ("knotd", ["knotd", "-V"]), "dhcp": ("kea-dhcp4", ["kea-dhcp4", "-v"])}
 # What the bundle copies to <prefix>/opt/steward.
-PAYLOAD = ("agent", "vendor", "templates", "systemd", "sudoers", "pv_install.py", "pv_probes.py", "pv_update.py",
+PAYLOAD = ("agent", "vendor", "templates", "systemd", "sudoers", "pv_install.py", "pv_probes.py", "pv_update.py", "pv_diagnose.py",
            "pv_common.sh", "pv_heartbeat.sh", "install_python3.sh", "install_docker.sh", "network_config.sh", "manifest.json") + tuple(
     "%s_pv_%s.sh" % (verb, c) for verb in ("start", "stop") for c in COMPONENTS)
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from services.provisioner.components import AGENT_DIR, PROVISION_DIR
 
 # Files of agent/provision/ that ship at the bundle's top level.
-PROVISION_FILES = ("pv_install.py", "pv_probes.py", "pv_update.py", "pv_common.sh", "pv_heartbeat.sh",
+PROVISION_FILES = ("pv_install.py", "pv_probes.py", "pv_update.py", "pv_diagnose.py", "pv_common.sh", "pv_heartbeat.sh",
                    "install_python3.sh", "install_docker.sh", "network_config.sh", "README.md")
 PROVISION_DIRS = ("templates", "sudoers")
 # The agent's own unit (issue 3), at the bundle's top level beside the sudoers snippet.
