@@ -48,28 +48,33 @@ def sweep(connection, now, down_after=DOWN_AFTER):
 
 
 _FLEET = text("""
-SELECT server_id, state, last_heartbeat_at, agent_version, versions,
-    (SELECT count(*) FROM unnest(recent_heartbeats) AS t WHERE t > :since) AS requests
+SELECT server_id, state, versions, (SELECT count(*) FROM unnest(recent_heartbeats) AS t WHERE t > :since) AS requests
 FROM monitoring.liveness WHERE server_id = ANY(:ids)
 """)
 
 
 def fleet_status(connection, server_ids, now):
-    """Per server: state, requests in the last 2 minutes and its status, component versions (one query)."""
+    """The servers that ever sent a heartbeat: state, requests in the last 2 minutes and its status, versions."""
     if not server_ids:
         return {}
     rows = connection.execute(_FLEET, {"ids": list(server_ids), "since": now - REQUESTS_WINDOW}).all()
-    known = {r.server_id: r for r in rows}
-    status = {}
-    for server_id in server_ids:
-        row = known.get(server_id)
-        requests = row.requests if row else 0
-        status[server_id] = {
-            "state": row.state if row else "unknown",
-            "requests": requests,
-            "requests_status": requests_status(requests),
-            "versions": dict(row.versions) if row else {},
-            "agent_version": row.agent_version if row else None,
-            "last_heartbeat_at": row.last_heartbeat_at if row else None,
-        }
-    return status
+    return {
+        row.server_id: {"state": row.state, "requests": row.requests, "requests_status": requests_status(row.requests),
+                        "versions": row.versions}
+        for row in rows
+    }
+
+
+_ONE = text("""
+SELECT state, last_heartbeat_at, agent_version, versions,
+    (SELECT count(*) FROM unnest(recent_heartbeats) AS t WHERE t > :since) AS requests
+FROM monitoring.liveness WHERE server_id = :server_id
+""")
+
+
+def server_status(connection, server_id, now):
+    """One server's liveness in full (``unknown`` until its first heartbeat)."""
+    row = connection.execute(_ONE, {"server_id": server_id, "since": now - REQUESTS_WINDOW}).mappings().one_or_none()
+    row = dict(row) if row else {"state": "unknown", "last_heartbeat_at": None, "agent_version": None, "versions": {},
+                                 "requests": 0}
+    return dict(row, server_id=server_id, requests_status=requests_status(row["requests"]))

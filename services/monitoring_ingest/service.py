@@ -8,6 +8,7 @@ pull-mode agents.
 import time
 from datetime import datetime, timedelta, timezone
 
+import eventlet
 from kombu import Exchange
 from nameko.dependency_providers import Config
 from nameko.events import event_handler
@@ -24,11 +25,13 @@ from services.monitoring_ingest.models import (
 from services.monitoring_ingest.poller import Poller
 from shared.authz import require_role
 from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
+from shared.errors import ServiceUnavailable
 from shared.schemas import load_or_raise
 from shared.schemas import monitoring as schemas
 from shared.schemas.agent import EXCHANGE, PULL_PORT
 
 TICK_SECONDS = 1
+INVENTORY_TIMEOUT_SECONDS = 10
 
 
 def utcnow():
@@ -63,17 +66,16 @@ class MonitoringIngestService:
     # -- the fleet list and liveness ------------------------------------------
     @rpc
     def fleet_status(self, server_ids):
-        """For the gateway's server list: one call per page. Keys are server ids as strings (JSON)."""
+        """For the gateway's server list, one call per page: servers that ever sent a heartbeat, by id as a string."""
         status = liveness.fleet_status(self.db, [int(i) for i in server_ids], utcnow())
-        return {str(server_id): dict(row, last_heartbeat_at=row["last_heartbeat_at"] and row["last_heartbeat_at"].isoformat())
-                for server_id, row in status.items()}
+        return {str(server_id): row for server_id, row in status.items()}
 
     @rpc
     def server_liveness(self, principal, server_id, query):
         require_role(principal, "viewer")
         query = load_or_raise(schemas.HeartbeatQuery(), query, "query")
-        row = liveness.fleet_status(self.db, [server_id], utcnow())[server_id]
-        row.update(server_id=server_id, heartbeats=statistics.latest_heartbeats(self.db, server_id, query["limit"]))
+        row = liveness.server_status(self.db, server_id, utcnow())
+        row["heartbeats"] = statistics.latest_heartbeats(self.db, server_id, query["limit"])
         return schemas.ServerLiveness().dump(row)
 
     @timer(interval=TICK_SECONDS)
@@ -126,7 +128,12 @@ class MonitoringIngestService:
     @rpc
     def run_retention(self, now=None):
         """One retention pass now (``now`` may be injected, ISO 8601); None if another replica is on it."""
-        monitoring = self.inventory.effective_settings()["monitoring"]
+        try:
+            # nameko's RPC proxy waits for ever; an inventory that does not answer must not hang the worker.
+            with eventlet.Timeout(INVENTORY_TIMEOUT_SECONDS):
+                monitoring = self.inventory.effective_settings()["monitoring"]
+        except eventlet.Timeout:
+            raise ServiceUnavailable("inventory did not answer; retention skipped", {"service": ["inventory"]}) from None
         self.db.rollback()  # the pass runs on its own connection and transaction
         return retention.run(self.db.get_bind(), _parse_now(now), monitoring["raw_retention_minutes"],
                              monitoring["aggregated_retention_days"])
