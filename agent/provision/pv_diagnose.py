@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 DISK_MIN_FREE_PERCENT = 5.0
-PROCESSES = {"dns": ("knotd", "run/steward/knot/knot.pid"), "dhcp": ("kea-dhcp4", "run/steward/kea/kea-dhcp4.pid")}
+PROCESSES = {"dns": ("knotd", "run/steward/knot/knot.pid"), "dhcp": ("kea-dhcp4", "run/steward/kea/kea-dhcp4.kea-dhcp4.pid")}
 
 
 def _prefix():
