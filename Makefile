@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install demo migrate clean
+.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install bench-update demo migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-install: install
 # One lab host installed as a user would: the CLI's progress bar, the list, a DNS answer, a lease.
 demo: install
 	$(PY) -m bench.install --demo
+
+# One push update, one rollback and a 6-host rollout on lab hosts, timed (needs root: network namespaces).
+bench-update: install
+	$(PY) -m bench.update
 
 clean: down
 	rm -rf $(VENV) .steward
