@@ -49,24 +49,9 @@ class Connection:
 
     def run(self, command, root=False, timeout=600):
         """(exit status, combined output) of a shell command; root steps go through sudo -n."""
-        if root and self.sudo:
-            command = "sudo -n " + command
-        try:
-            channel = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
-            channel.settimeout(timeout)
-            channel.set_combine_stderr(True)
-            channel.exec_command(command)
-            chunks = []
-            while True:
-                data = channel.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-            status = channel.recv_exit_status()
-            channel.close()
-        except (socket.timeout, paramiko.SSHException, OSError) as exc:
-            raise SshFailed(f"lost the SSH session while running a command: {exc}") from None
-        return status, b"".join(chunks).decode("utf-8", "replace")
+        lines = []
+        status = self.stream(command, lines.append, root=root, timeout=timeout)
+        return status, "\n".join(lines)
 
     def stream(self, command, on_line, root=False, timeout=600):
         """Run a command, calling ``on_line`` with each line of its output as it comes; its exit status."""
