@@ -93,3 +93,44 @@ def test_a_dhcp_release_with_a_broken_pool_is_rolled_back(lab_api, updater_event
         assert _versions(api, server)["dhcp"] == "2.2.0"
         assert _lease(host)
         assert [name for name, _ in updater_events() if name == "update_rolled_back"] == ["update_rolled_back"]
+
+
+def test_pv_update_run_by_hand_on_the_server_queues_the_same_update(lab_api, updater_app):
+    import json
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    api = lab_api
+    with lab_host() as host:
+        server, = install(api, [host])
+        _upload(api, dns_image("3.3"))
+        # The API where the lab host reaches it (the veth's far end), as its agent configuration says.
+        http = make_server(host.host_address, 0, updater_app, handler_class=Quiet)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        try:
+            config_path = host.prefix / "etc" / "steward" / "agent.json"
+            config = json.loads(config_path.read_text())
+            config["monitoring_url"] = f"http://{host.host_address}:{http.server_port}"
+            config_path.write_text(json.dumps(config))
+
+            done = host.exec("env", f"STEWARD_PREFIX={host.prefix}", "python3",
+                             str(host.prefix / "opt" / "steward" / "pv_update.py"), "--component", "dns", check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            task_id = done.stdout.split()[2]
+            assert done.stdout.startswith(f"update task {task_id} queued")
+            task = wait_for_update(api, task_id)
+            assert task["state"] == "succeeded" and task["outcome"]["dns"]["to"] == "3.3"
+            assert _versions(api, server)["dns"] == "3.3"
+            assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
+
+            # The agent token of one server cannot update another.
+            other = api.simulate_post(f"{PREFIX}/servers/{server['id'] + 1000}/actions/push-update", json={},
+                                      headers={"Authorization": f"Bearer {config['agent_token']}"})
+            assert other.status_code == 403
+        finally:
+            http.shutdown()
+            http.server_close()
