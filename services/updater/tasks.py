@@ -25,6 +25,7 @@ def task_dict(task):
         "component": task.component, "target_version": task.target_version, "state": task.state,
         "step_index": task.step_index, "step_count": task.step_count, "current_step": task.current_step,
         "error": task.error, "outcome": task.outcome or {}, "rollout_id": task.rollout_id,
+        "requested_by": task.requested_by,
         "created_at": task.created_at, "started_at": task.started_at, "finished_at": task.finished_at,
         "steps": [
             {"name": s.name, "status": s.status, "started_at": s.started_at, "finished_at": s.finished_at,

@@ -9,12 +9,12 @@ atomic rename and records it in the same commit, or deletes it.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from shared.schemas import StrictSchema
+from shared.schemas.tasks import Task
 
 UPDATABLE_COMPONENTS = ("dns", "dhcp", "monitor")
 INCOMING_DIR = "incoming"
 UPLOAD_NAME = r"^[0-9a-f]{32}\.upload$"
 VERSION = validate.Regexp(r"^[0-9][0-9A-Za-z._+-]{0,63}$", error="must look like 2.10 or 3.2.6-1")
-TASK_STATES = ("queued", "running", "succeeded", "failed", "rolled_back")
 ROLLOUT_STATES = ("running", "paused", "cancelled", "succeeded")
 ROLLOUT_SERVER_STATES = ("pending", "running", "succeeded", "skipped", "failed", "rolled_back", "cancelled")
 
@@ -78,23 +78,13 @@ class TaskStep(Schema):
     output = fields.String()
 
 
-class UpdateTask(Schema):
-    id = fields.String()
-    kind = fields.String(dump_default="update")
-    server_id = fields.Integer()
-    server_name = fields.String()
+class UpdateTask(Task):
+    """A task of kind ``update`` (the shared task shape), with what it updates and how each component ended."""
+
     component = fields.String(allow_none=True)
     target_version = fields.String(allow_none=True)
-    state = fields.String(validate=validate.OneOf(TASK_STATES))
-    step_index = fields.Integer()
-    step_count = fields.Integer()
-    current_step = fields.String(allow_none=True)
-    error = fields.String(allow_none=True)
     outcome = fields.Dict(metadata={"description": "per component: outcome (updated, up_to_date, rolled_back, failed), from, to, reason"})
     rollout_id = fields.Integer(allow_none=True)
-    created_at = fields.DateTime()
-    started_at = fields.DateTime(allow_none=True)
-    finished_at = fields.DateTime(allow_none=True)
     steps = fields.List(fields.Nested(TaskStep))
 
 

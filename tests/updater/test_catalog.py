@@ -1,5 +1,4 @@
 """The version catalog through the real gateway app and the real updater, inventory, broker and database."""
-import os
 
 import pytest
 from falcon import testing
