@@ -5,6 +5,7 @@ to the durable queue ``updater.work``; whichever replica consumes it does the
 work and the message is acknowledged only after that, so a replica that dies
 mid-task hands it to another one (see tasks.Tasks.claim).
 """
+import logging
 from datetime import timedelta
 
 import eventlet
@@ -30,6 +31,7 @@ from shared.errors import PermissionDenied, ServiceUnavailable
 from shared.schemas import load_or_raise
 from shared.schemas import updater as schemas
 
+log = logging.getLogger("updater")
 WORK_EXCHANGE = Exchange("updater.work", type="direct", durable=True)
 WORK_QUEUE = Queue("updater.work", exchange=WORK_EXCHANGE, routing_key="work", durable=True)
 # How the updater reads inventory when no user asked (work messages, sweeps).
@@ -161,6 +163,12 @@ class UpdaterService:
             try:
                 Update(self.db, steps, self._catalog(settings), settings["mode"], self.inventory, host,
                        self.events.emit).run(server)
+            except Exception as exc:  # noqa: BLE001 - never leave a task "running" behind an unexpected error
+                self.db.rollback()
+                steps.finish("failed", f"the update stopped unexpectedly: {exc}")
+                self.events.emit("update_finished", server_id=task.server_id, server_name=task.server_name,
+                                 task_id=task.id, state="failed", error=task.error)
+                log.exception("update task %s stopped unexpectedly", task.id)
             finally:
                 host.connection.close()
         if task.rollout_id:
