@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install bench-update demo migrate clean
+.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install bench-update bench-agent demo migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,10 @@ demo: install
 # One push update, one rollback and a 6-host rollout on lab hosts, timed (needs root: network namespaces).
 bench-update: install
 	$(PY) -m bench.update
+
+# DNS counting exactness from 2,000 to ~33,000 queries/s (real knotd and agent), push backlog drain.
+bench-agent: install
+	$(PY) -m bench.agent
 
 clean: down
 	rm -rf $(VENV) .steward
