@@ -82,6 +82,6 @@ def last_access(connection, server_id, query):
 def latest_heartbeats(connection, server_id, limit):
     rows = connection.execute(text("""
         SELECT seq, collected_at, stored_at AS received_at, agent_version FROM monitoring.heartbeats
-        WHERE server_id = :server_id ORDER BY stored_at DESC LIMIT :limit
+        WHERE server_id = :server_id ORDER BY collected_at DESC, seq DESC LIMIT :limit
     """), {"server_id": server_id, "limit": limit}).mappings().all()
     return [dict(r) for r in rows]
