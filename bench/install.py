@@ -171,7 +171,7 @@ def ansible_install(stack, hosts, servers, workdir):
 def delete_agent_users(stack, servers):
     from services.provisioner.rabbitmq_users import RabbitMQUsers
 
-    users = RabbitMQUsers("http://127.0.0.1:15672", "guest", "guest", "/")
+    users = RabbitMQUsers("http://127.0.0.1:15672", "guest", "guest", os.environ["STEWARD_AMQP_VHOST"])
     for server in servers:
         users.delete_agent_user(server["id"])
 

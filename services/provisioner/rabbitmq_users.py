@@ -17,8 +17,9 @@ from shared.errors import ServiceUnavailable
 AGENT_EXCHANGE = "steward.agent"
 
 
-def agent_user_name(server_id):
-    return f"steward-agent-{server_id}"
+def agent_user_name(server_id, vhost):
+    """Users are broker-wide: the vhost in the name keeps deployments that share a broker apart."""
+    return f"steward-agent-{'default' if vhost == '/' else vhost}-{server_id}"
 
 
 class RabbitMQUsers:
@@ -46,7 +47,7 @@ class RabbitMQUsers:
 
     def ensure_agent_user(self, server_id):
         """Create or reset the server's user with a fresh password; returns (user, password)."""
-        user, password = agent_user_name(server_id), secrets.token_urlsafe(24)
+        user, password = agent_user_name(server_id, self.vhost), secrets.token_urlsafe(24)
         quoted_user, quoted_vhost = parse.quote(user, safe=""), parse.quote(self.vhost, safe="")
         self._call("PUT", f"/api/users/{quoted_user}", {"password": password, "tags": ""})
         self._call("PUT", f"/api/permissions/{quoted_vhost}/{quoted_user}",
@@ -57,5 +58,5 @@ class RabbitMQUsers:
 
     def delete_agent_user(self, server_id):
         """True if a user was removed, False if there was none."""
-        status = self._call("DELETE", f"/api/users/{parse.quote(agent_user_name(server_id), safe='')}", missing_ok=True)
+        status = self._call("DELETE", f"/api/users/{parse.quote(agent_user_name(server_id, self.vhost), safe='')}", missing_ok=True)
         return status != 404

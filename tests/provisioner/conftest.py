@@ -2,6 +2,7 @@
 import subprocess
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -33,8 +34,11 @@ def gateway_app(settings, rpc):
 
 
 @pytest.fixture
-def api(gateway_app, inventory, provisioner, rabbitmq_management, admin_token):
+def api(settings, gateway_app, inventory, provisioner, rabbitmq_management, admin_token):
     client = testing.TestClient(gateway_app, headers={"Authorization": f"Bearer {admin_token}"})
+    # Per-server RabbitMQ users are broker-wide: in this run's own vhost they cannot meet another run's.
+    vhost = unquote(urlsplit(settings.amqp_uri).path.lstrip("/")) or "/"
+    assert client.simulate_patch(f"{PREFIX}/settings", json={"rabbitmq": {"vhost": vhost}}).status_code == 200
     return client
 
 

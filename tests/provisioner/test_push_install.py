@@ -81,7 +81,7 @@ def test_push_install_as_root_then_again_as_non_root(api, lab, provisioner_event
 
 def test_cli_install_draws_progress_then_delete_removes_everything(api, api_url, admin_token, lab, capsys):
     server = register(api, lab, components=["dns"])
-    assert cli.main(["--url", api_url, "--token", admin_token, "servers", "install", server["name"]]) == 0
+    assert cli.main(["--url", api_url, f"--token={admin_token}", "servers", "install", server["name"]]) == 0
     out = capsys.readouterr().out
     bars = [line for line in out.splitlines() if line.startswith("[")]
     steps = [int(line.split("]")[1].split("/")[0]) for line in bars]
@@ -157,7 +157,7 @@ def test_manual_install_from_the_bundle_reaches_the_same_state(api, api_url, adm
     assert response.status_code == 200, response.text
     assert response.headers["content-disposition"].endswith(f'setup-{server["id"]}.tar"')
     # The operator's way: the CLI writes the same bundle to a file.
-    assert cli.main(["--url", api_url, "--token", admin_token, "servers", "bundle", server["name"],
+    assert cli.main(["--url", api_url, f"--token={admin_token}", "servers", "bundle", server["name"],
                      "-o", str(tmp_path / "setup.tar")]) == 0
     assert "sudo python3 pv_install.py" in capsys.readouterr().out
     data = (tmp_path / "setup.tar").read_bytes()
@@ -171,9 +171,10 @@ def test_manual_install_from_the_bundle_reaches_the_same_state(api, api_url, adm
                      "vendor/pika/__init__.py"):
         assert f"setup-{server['id']}/{expected}" in names, expected
     assert config["server_id"] == server["id"] and config["agent_token"]
-    assert config["rabbitmq"]["user"] == f"steward-agent-{server['id']}" and config["rabbitmq"]["password"]
+    vhost = config["rabbitmq"]["vhost"]
+    assert config["rabbitmq"]["user"] == f"steward-agent-{vhost}-{server['id']}" and config["rabbitmq"]["password"]
     assert "test-secret-key" not in data.decode("latin-1")  # the control plane's SECRET_KEY
-    assert f"steward-agent-{other['id']}" not in data.decode("latin-1")
+    assert f"steward-agent-{vhost}-{other['id']}" not in data.decode("latin-1")
 
     home = lab.root / "home" / "root"
     (home / "setup.tar").write_bytes(data)
