@@ -34,6 +34,16 @@ def wait(stack, path, done, timeout=300):
     raise SystemExit(f"{path} did not finish within {timeout} s: {item}")
 
 
+def wait_for_updater(stack, seconds=60):
+    """503 until the updater process consumes its RPC queue."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stack.session.get(f"{stack.url}/versions", timeout=10).status_code == 200:
+            return
+        time.sleep(0.3)
+    raise SystemExit("the updater did not come up")
+
+
 def upload(stack, data):
     return stack.call("POST", "/versions", data=data, headers={"Content-Type": "application/gzip"})
 
@@ -47,7 +57,7 @@ def push(stack, server_id):
 
 def benchmark(stack):
     stack.call("PATCH", "/settings", json={"update": {"mode": "local"}})
-    wait(stack, "/versions", lambda v: True)  # the updater answers
+    wait_for_updater(stack)
     with lab_hosts(ROLLOUT_HOSTS + 1) as hosts:
         servers = [stack.register(host, f"bench-upd-{i:02d}") for i, host in enumerate(hosts)]
         try:
