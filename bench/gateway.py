@@ -112,7 +112,7 @@ def rpc_round_trips(amqp_uri, calls=2000):
 def main():
     env = bench_environment("steward_bench")
     from services.inventory.bootstrap import bootstrap_admin
-    from shared.config import load_settings
+    from shared.config import SERVICES, load_settings
     from shared.migrations import upgrade
 
     settings = load_settings()
@@ -123,11 +123,13 @@ def main():
     token = bootstrap_admin(settings.database_url, "bench-admin")
     port = free_port()
     with Processes(env, tempfile.mkdtemp(prefix="steward-bench-")) as processes:
-        inventory = processes.service("inventory")
+        # Every service, as in production: /healthz waits for all, and the list asks monitoring-ingest too.
+        started = {name: processes.service(name) for name in SERVICES}
         gateway = processes.gateway(port)
         meter = CpuMeter({
             "gateway": lambda: [gateway.pid, *children_of(gateway.pid)],
-            "inventory": lambda: [inventory.pid],
+            "inventory": lambda: [started["inventory"].pid],
+            "monitoring": lambda: [started["monitoring_ingest"].pid],
             "rabbitmq": lambda: pids_named("beam.smp"),
             "postgres": lambda: pids_named("postgres"),
         })

@@ -141,6 +141,25 @@ def provisioner(start_shared_service):
     return start_shared_service(ProvisionerService)
 
 
+def service_class(name):
+    """The nameko service class of services/<name>/service.py."""
+    import importlib
+
+    module = importlib.import_module(f"services.{name}.service")
+    return next(v for v in vars(module).values() if isinstance(v, type) and getattr(v, "name", None) == name
+                and v.__module__ == module.__name__)
+
+
+@pytest.fixture(scope="session")
+def all_services(inventory, provisioner, start_shared_service):
+    """Every service running once, for what must see the whole control plane (/healthz)."""
+    started = {"inventory": inventory, "provisioner": provisioner}
+    for name in SERVICES:
+        if name not in started:
+            started[name] = start_shared_service(service_class(name))
+    return started
+
+
 @pytest.fixture
 def admin_token(settings):
     from services.inventory.bootstrap import bootstrap_admin

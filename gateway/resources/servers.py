@@ -5,14 +5,21 @@ from shared.errors import ServiceUnavailable
 
 
 def merge_fleet_status(rows, status):
-    """What monitoring-ingest knows wins; a server it never heard from keeps inventory's values."""
+    """What monitoring-ingest knows wins; a server it never heard from keeps inventory's values.
+
+    Liveness maps onto the list's states: down stays down; up is running when the
+    last heartbeat reported a running component, stopped when it reported none.
+    """
     for row in rows:
         known = status.get(str(row["id"]))
         if known is None:
             continue
         row["requests"], row["requests_status"] = known["requests"], known["requests_status"]
-        if known["state"] != "unknown":
-            row["state"], row["versions"] = known["state"], known["versions"]
+        if known["state"] == "down":
+            row["state"] = "down"
+        elif known["state"] == "up":
+            row["versions"] = known["versions"]
+            row["state"] = "running" if known["versions"] else "stopped"
 
 
 class ServerCollection:

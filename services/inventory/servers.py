@@ -200,6 +200,18 @@ class Servers:
         self.session.flush()
         return server
 
+    def record_liveness(self, server_id, liveness):
+        """monitoring-ingest saw the server go up or down: keep the stored state in step."""
+        server = self.session.get(Server, server_id)
+        if server is None:  # deleted meanwhile
+            return None
+        if liveness == "down":
+            server.state = "down"
+        else:
+            server.state = "running" if any(c.state == "running" for c in server.components) else "stopped"
+        self.session.flush()
+        return server
+
     def credentials(self, server_id):
         """SSH credentials for the provisioner and updater; never for the API."""
         server = self.get(server_id)

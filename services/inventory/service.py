@@ -1,4 +1,5 @@
 """Inventory's RPC entrypoints: validate with a schema, call domain code, dump with a schema."""
+from nameko.events import event_handler
 from sqlalchemy import text
 
 from services.inventory.admin_settings import AdminSettings
@@ -8,6 +9,7 @@ from services.inventory.rabbitmq_check import test_credentials
 from services.inventory.servers import Servers, server_detail, server_ref
 from shared.authz import require_role
 from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
+from shared.events import load_event
 from shared.schemas import load_or_raise
 from shared.schemas import identity as identity_schemas
 from shared.schemas import servers as server_schemas
@@ -75,6 +77,13 @@ class InventoryService:
         server = self._servers().set_component(server_id, component, state, version)
         self.db.commit()
         return server_schemas.ServerDetail().dump(server_detail(server))
+
+    @event_handler("monitoring_ingest", "server_state_changed")
+    def handle_server_state_changed(self, payload):
+        """Liveness transitions become the stored state, so the list can filter on down servers."""
+        event = load_event("server_state_changed", payload)
+        self._servers().record_liveness(event["server_id"], event["state"])
+        self.db.commit()
 
     @rpc
     def server_credentials(self, server_id):

@@ -6,7 +6,9 @@ from shared.schemas.fields import Address, IPAddress, Secret
 OPERATING_SYSTEMS = ("ubuntu", "centos")
 COMPONENTS = ("dns", "dhcp", "backup", "monitor")
 COMPONENT_STATES = ("running", "stopped", "not_installed", "unknown")
-SERVER_STATES = ("running", "stopped", "unknown")
+# running: components run; stopped: reachable, nothing running; down: no heartbeat for 90 s;
+# unknown: never heard from (not installed yet).
+SERVER_STATES = ("running", "stopped", "down", "unknown")
 RUNTIMES = ("docker", "process")
 DEFAULT_COMPONENTS = ("dns", "dhcp", "monitor")
 # Heartbeats come every 30 s: 4 or more in the last 2 minutes is a healthy link.

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from gateway.routes import OPERATIONS, PREFIX
+from shared.config import SERVICES
 
 NEW_SERVER = {"name": "dns-1", "address": "dns1.example.com", "os": "ubuntu", "ssh_password": "hunter2-secret"}
 
@@ -25,7 +26,7 @@ def _token_for(client, auth, name, role):
     return {"Authorization": f"Bearer {created.json['token']}"}
 
 
-def test_everything_but_health_and_docs_needs_a_token(client):
+def test_everything_but_health_and_docs_needs_a_token(client, all_services):
     _error(client.simulate_get(f"{PREFIX}/servers"), 401, "not_authenticated")
     _error(client.simulate_get(f"{PREFIX}/servers", headers={"Authorization": "Bearer nope"}), 401, "not_authenticated")
     _error(client.simulate_get(f"{PREFIX}/settings", headers={"Authorization": "Basic abc"}), 401, "not_authenticated")
@@ -134,11 +135,14 @@ def test_tokens_endpoints(client, auth):
     _error(client.simulate_get(f"{PREFIX}/tokens", params={"bogus": 1}, headers=auth), 400, "invalid_input")
 
 
-def test_health_reports_broker_and_services(client):
-    body = client.simulate_get("/healthz").json
+def test_health_reports_broker_and_services(client, all_services):
+    response = client.simulate_get("/healthz")
+    body = response.json
+    assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert body["broker"]["reachable"] is True
-    assert body["services"]["inventory"]["reachable"] is True
+    assert set(body["services"]) == set(SERVICES)
+    assert all(service["reachable"] for service in body["services"].values())
 
 
 def test_request_id_travels_into_the_service_logs_and_secrets_into_none(client, auth, caplog):

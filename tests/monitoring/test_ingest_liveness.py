@@ -52,7 +52,7 @@ def test_the_fleet_list_shows_liveness_requests_and_versions(rpc, admin_token, s
     rows = api.simulate_get("/api/v2/servers", headers={"Authorization": f"Bearer {admin_token}"}).json["items"]
     row = next(r for r in rows if r["id"] == server["id"])
     assert row["requests"] == 4 and row["requests_status"] == "green"
-    assert row["versions"] == {"dns": "3.2.6", "dhcp": "2.2.0"} and row["state"] == "up"
+    assert row["versions"] == {"dns": "3.2.6", "dhcp": "2.2.0"} and row["state"] == "running"
 
     detail = api.simulate_get(f"/api/v2/monitoring/servers/{server['id']}/heartbeats", params={"limit": "2"},
                               headers={"Authorization": f"Bearer {admin_token}"}).json

@@ -224,3 +224,33 @@ def test_agent_token_reports_for_its_server_only(rpc, admin):
     with pytest.raises(NotAuthenticated):
         rpc.call("inventory", "authenticate", first["token"])
     assert rpc.call("inventory", "authenticate", second["token"])["server_id"] == server["id"]
+
+
+def test_liveness_events_set_the_stored_state(rpc, admin, settings):
+    from nameko.standalone.events import event_dispatcher
+
+    from shared.events import build_event
+
+    server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
+    rpc.call("inventory", "set_component_state", server["id"], "dns", "running", "3.2.6")
+    dispatch = event_dispatcher(dict(settings))
+
+    def changed(previous, state):
+        dispatch("monitoring_ingest", "server_state_changed", build_event(
+            "server_state_changed", server_id=server["id"], server_name=server["name"],
+            previous_state=previous, state=state, last_heartbeat_at=None))
+
+    def state():
+        return rpc.call("inventory", "get_server", admin, server["id"])["state"]
+
+    import time
+    changed("up", "down")
+    deadline = time.monotonic() + 10
+    while state() != "down" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state() == "down"
+    assert rpc.call("inventory", "list_servers", admin, {"state": "down"})["total"] == 1
+    changed("down", "up")
+    while state() != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state() == "running"
