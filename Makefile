@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test test-fast bench bench-gateway bench-notify bench-install bench-update bench-agent demo migrate clean
+.PHONY: install lock up down logs test bench bench-gateway bench-notify bench-ingest bench-install bench-update bench-agent demo migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,13 +35,16 @@ migrate: install
 test: install
 	$(PY) -m pytest -q
 
-bench: bench-gateway bench-notify
+bench: bench-gateway bench-ingest bench-notify bench-agent bench-install bench-update
 
 bench-gateway: install
 	$(PY) -m bench.gateway
 
 bench-notify: install
 	$(PY) -m bench.notify
+
+bench-ingest: install
+	$(PY) -m bench.ingest
 
 # Push-install 20 lab hosts at once and one alone, and the same 20 with Ansible (needs root: network namespaces).
 bench-install: install
