@@ -83,6 +83,9 @@ def ensure_rabbitmq():
         subprocess.run(["rabbitmq-server", "-detached"], check=True)
         _record_started("rabbitmq")
         _wait_for(lambda: _port_open(host, port), 90, "RabbitMQ")
+    if host in ("127.0.0.1", "localhost") and shutil.which("rabbitmq-plugins"):
+        # The provisioner makes a RabbitMQ user per server through the management API.
+        subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], capture_output=True)
     vhost = os.environ.get("STEWARD_AMQP_VHOST", "/")
     if vhost not in ("/", "%2F") and shutil.which("rabbitmqctl"):
         user = os.environ.get("STEWARD_AMQP_USER", "guest")
