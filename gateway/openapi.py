@@ -28,6 +28,10 @@ class Error(Schema):
     details = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
 
 
+# Path parameters that are strings (task ids are hex UUIDs); every other id is an integer.
+STRING_PARAMETERS = {"task_id"}
+
+
 def _schema_name_resolver(schema):
     cls = schema if isinstance(schema, type) else type(schema)
     name = cls.__name__
@@ -60,7 +64,8 @@ def build_spec(operations=OPERATIONS):
 
 def _operation(op):
     parameters = [
-        {"in": "path", "name": name, "required": True, "schema": {"type": "integer"}}
+        {"in": "path", "name": name, "required": True,
+         "schema": {"type": "string"} if name in STRING_PARAMETERS else {"type": "integer"}}
         for name in re.findall(r"{(\w+)}", op.path)
     ]
     if op.query:
