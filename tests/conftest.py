@@ -150,14 +150,22 @@ def service_class(name):
                 and v.__module__ == module.__name__)
 
 
-@pytest.fixture(scope="session")
-def all_services(inventory, provisioner, start_shared_service):
-    """Every service running once, for what must see the whole control plane (/healthz)."""
+@pytest.fixture(scope="module")
+def all_services(settings, inventory, provisioner):
+    """Every service running, for what must see the whole control plane (/healthz).
+
+    Module-scoped: the services other tests start with settings of their own
+    (an updater with its own storage, a notifier they kill) must not find a
+    second replica of the session competing for their messages.
+    """
+    start, containers = _container_factory(settings)
     started = {"inventory": inventory, "provisioner": provisioner}
     for name in SERVICES:
         if name not in started:
-            started[name] = start_shared_service(service_class(name))
-    return started
+            started[name] = start(service_class(name))
+    yield started
+    for container in containers:
+        container.stop()
 
 
 @pytest.fixture
