@@ -36,7 +36,7 @@ def create_app(settings, rpc=None, agent_publisher=None):
     app.add_route(f"{PREFIX}/servers", ServerCollection(inventory, monitoring))
     provisioner = rpc.service("provisioner")
     # DELETE removes what was installed on the server first (best effort), then the record.
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", provisioning.ServerItemWithCleanup(inventory, provisioner))
+    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", provisioning.ServerItemWithCleanup(inventory, provisioner, monitoring))
     app.add_route(f"{PREFIX}/servers/{{server_id:int}}/bundle", provisioning.Bundle(provisioner))
     app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/push-install", provisioning.PushInstall(provisioner))
     app.add_route(f"{PREFIX}/servers/{{server_id:int}}/host-key", provisioning.HostKey(provisioner))

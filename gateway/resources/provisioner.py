@@ -46,8 +46,8 @@ class ServerItemWithCleanup(ServerItem):
     was removed and what could not be (the record is deleted either way).
     """
 
-    def __init__(self, inventory, provisioner):
-        super().__init__(inventory)
+    def __init__(self, inventory, provisioner, monitoring=None):
+        super().__init__(inventory, monitoring)
         self.provisioner = provisioner
 
     def on_delete(self, req, resp, server_id):

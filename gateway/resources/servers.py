@@ -22,6 +22,17 @@ def merge_fleet_status(rows, status):
             row["state"] = "running" if known["versions"] else "stopped"
 
 
+def add_fleet_status(monitoring, rows):
+    """Liveness, requests and running versions come from monitoring-ingest: one call for all rows."""
+    if monitoring is None or not rows:
+        return
+    try:
+        status = monitoring.fleet_status([row["id"] for row in rows])
+    except ServiceUnavailable:  # the servers still show, with inventory's view, while monitoring is away
+        status = {}
+    merge_fleet_status(rows, status)
+
+
 class ServerCollection:
     def __init__(self, inventory, monitoring=None):
         self.inventory = inventory
@@ -29,13 +40,7 @@ class ServerCollection:
 
     def on_get(self, req, resp):
         page = self.inventory.list_servers(principal(req), dict(req.params))
-        if self.monitoring is not None and page["items"]:
-            # Liveness, requests and running versions come from monitoring-ingest: one call per page.
-            try:
-                status = self.monitoring.fleet_status([row["id"] for row in page["items"]])
-            except ServiceUnavailable:  # the list still works, with inventory's view, while monitoring is away
-                status = {}
-            merge_fleet_status(page["items"], status)
+        add_fleet_status(self.monitoring, page["items"])
         resp.media = page
 
     def on_post(self, req, resp):
@@ -46,11 +51,14 @@ class ServerCollection:
 
 
 class ServerItem:
-    def __init__(self, inventory):
+    def __init__(self, inventory, monitoring=None):
         self.inventory = inventory
+        self.monitoring = monitoring
 
     def on_get(self, req, resp, server_id):
-        resp.media = self.inventory.get_server(principal(req), server_id)
+        server = self.inventory.get_server(principal(req), server_id)
+        add_fleet_status(self.monitoring, [server])
+        resp.media = server
 
     def on_patch(self, req, resp, server_id):
         resp.media = self.inventory.update_server(principal(req), server_id, json_body(req))

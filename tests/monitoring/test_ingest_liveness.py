@@ -53,6 +53,8 @@ def test_the_fleet_list_shows_liveness_requests_and_versions(rpc, admin_token, s
     row = next(r for r in rows if r["id"] == server["id"])
     assert row["requests"] == 4 and row["requests_status"] == "green"
     assert row["versions"] == {"dns": "3.2.6", "dhcp": "2.2.0"} and row["state"] == "running"
+    shown = api.simulate_get(f"/api/v2/servers/{server['id']}", headers={"Authorization": f"Bearer {admin_token}"}).json
+    assert (shown["requests"], shown["requests_status"], shown["state"]) == (4, "green", "running")
 
     detail = api.simulate_get(f"/api/v2/monitoring/servers/{server['id']}/heartbeats", params={"limit": "2"},
                               headers={"Authorization": f"Bearer {admin_token}"}).json
