@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from falcon import testing
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange
 from sqlalchemy import text
 
 from shared.schemas.agent import EXCHANGE, heartbeat_routing_key, stats_routing_key
 
 from .helpers import child_env
+from tests.events import capture_events
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short intervals: a silent server goes down after 1 s; retention runs only when a test asks.
@@ -88,22 +89,8 @@ def agent_publish(settings, consumer_process):
 @pytest.fixture
 def monitoring_events(settings):
     """Every event monitoring-ingest emits during the test."""
-    connection = Connection(settings.amqp_uri)
-    queue = Queue(f"test-monitoring-events-{uuid.uuid4().hex[:6]}",
-                  Exchange("monitoring_ingest.events", type="topic", durable=True), routing_key="#",
-                  auto_delete=True, durable=False)
-    bound = queue(connection.default_channel)
-    bound.declare()
-
-    def drain():
-        received = []
-        while (message := bound.get(no_ack=True)) is not None:
-            received.append((message.delivery_info["routing_key"], message.payload))
-        return received
-
-    yield drain
-    bound.delete()
-    connection.release()
+    with capture_events(settings, "monitoring_ingest") as drain:
+        yield drain
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from falcon import testing
-from kombu import Connection, Exchange, Queue
 
 from gateway.app import create_app
 from gateway.routes import PREFIX
 from tests.lab import lab_host
 # monitoring-ingest keeps liveness by server id, and ids restart in every test: start each test without it.
 from tests.monitoring.conftest import clean_monitoring  # noqa: F401 (an autouse fixture)
+from tests.events import capture_events
 
 
 @pytest.fixture(scope="session")
@@ -51,22 +51,8 @@ def lab():
 @pytest.fixture
 def provisioner_events(settings):
     """Every event the provisioner emits during the test, in order."""
-    connection = Connection(settings.amqp_uri)
-    queue = Queue("test-provisioner-events", Exchange("provisioner.events", type="topic", durable=True),
-                  routing_key="#", auto_delete=True, durable=False)
-    bound = queue(connection.default_channel)
-    bound.declare()
-    bound.purge()
-
-    def drain():
-        received = []
-        while (message := bound.get(no_ack=True)) is not None:
-            received.append((message.delivery_info["routing_key"], message.payload))
-        return received
-
-    yield drain
-    bound.delete()
-    connection.release()
+    with capture_events(settings, "provisioner") as drain:
+        yield drain
 
 
 def register(api, host, **fields):

@@ -1,10 +1,10 @@
 """The inventory service in a real nameko container on the real broker and database."""
 import pytest
-from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
 
 from shared.errors import DuplicateName, NotAuthenticated, PermissionDenied, ServerNotFound, ValidationFailed
 from shared.events import load_event
+from tests.events import capture_events
 
 NEW_SERVER = {"name": "dns-1", "address": "10.0.0.1", "os": "ubuntu", "ssh_password": "hunter2-secret"}
 
@@ -12,22 +12,8 @@ NEW_SERVER = {"name": "dns-1", "address": "10.0.0.1", "os": "ubuntu", "ssh_passw
 @pytest.fixture
 def inventory_events(settings):
     """Every event the inventory emits during the test, read from a queue of the test's own."""
-    connection = Connection(settings.amqp_uri)
-    queue = Queue("test-inventory-events", Exchange("inventory.events", type="topic", durable=True), routing_key="#",
-                  auto_delete=True, durable=False)
-    bound = queue(connection.default_channel)
-    bound.declare()
-    bound.purge()
-
-    def drain():
-        received = []
-        while (message := bound.get(no_ack=True)) is not None:
-            received.append((message.delivery_info["routing_key"], message.payload))
-        return received
-
-    yield drain
-    bound.delete()
-    connection.release()
+    with capture_events(settings, "inventory") as drain:
+        yield drain
 
 
 def _user(rpc, admin, name, role):

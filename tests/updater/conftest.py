@@ -5,10 +5,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from falcon import testing
-from kombu import Connection, Exchange, Queue
 
 from gateway.app import create_app
 from shared.config import Settings
+from tests.events import capture_events
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +42,8 @@ def api(updater_app, updater, provisioner, admin_token):
 @pytest.fixture
 def updater_events(settings):
     """Every event the updater emits during the test, in order."""
-    connection = Connection(settings.amqp_uri)
-    queue = Queue("test-updater-events", Exchange("updater.events", type="topic", durable=True),
-                  routing_key="#", auto_delete=True, durable=False)
-    bound = queue(connection.default_channel)
-    bound.declare()
-    bound.purge()
-
-    def drain():
-        received = []
-        while (message := bound.get(no_ack=True)) is not None:
-            received.append((message.delivery_info["routing_key"], message.payload))
-        return received
-
-    yield drain
-    bound.delete()
-    connection.release()
+    with capture_events(settings, "updater") as drain:
+        yield drain
 
 
 class Registry:
