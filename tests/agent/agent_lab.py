@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+
+from tests.waiting import wait_for  # noqa: F401 (the agent tests and bench-agent import it from here)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZONE = """$ORIGIN test.
@@ -76,14 +77,6 @@ def _tcp_free(address, port):
     return True
 
 
-def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 def _stop(process, timeout=10):

@@ -1,10 +1,12 @@
 """What the monitoring tests share besides fixtures: agent messages and waiting."""
+import functools
 import os
-import time
 from datetime import datetime, timedelta, timezone
 
 from kombu import Connection
 from sqlalchemy.engine import make_url
+
+from tests import waiting
 
 
 def child_env(settings):
@@ -14,14 +16,8 @@ def child_env(settings):
                 STEWARD_LOG_LEVEL="WARNING")
 
 
-def wait_for(predicate, seconds=10.0, interval=0.05):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+# The monitoring tests wait at most 10 s unless they say otherwise.
+wait_for = functools.partial(waiting.wait_for, timeout=10.0)
 
 
 def message(kind, server_id, seq, collected_at=None, **data):

@@ -27,7 +27,7 @@ def test_a_silent_server_goes_down_once_and_up_again(rpc, server, api, start_ser
     assert answer.status_code == 202 and answer.json == {"accepted": True, "server_id": server["id"], "seq": 1}
     wait_for(lambda: scalar("SELECT state FROM monitoring.liveness WHERE server_id = :s", s=server["id"]) == "up")
     wait_for(lambda: scalar("SELECT state FROM monitoring.liveness WHERE server_id = :s", s=server["id"]) == "down",
-             seconds=5)
+             timeout=5)
     api.simulate_post("/api/v2/monitoring/heartbeat", json=message("heartbeat", server["id"], 2), headers=headers)
     received = []
     wait_for(lambda: received.extend(monitoring_events()) or len(_states(received)) >= 3)

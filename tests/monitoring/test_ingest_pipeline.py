@@ -142,4 +142,4 @@ def test_the_consumer_comes_back_after_losing_its_broker_connection(settings, mo
     for connection in connections:
         subprocess.run(["rabbitmqctl", "-q", "close_connection", connection, "test: connection lost"], check=True)
     agent_publish(message("system", 12, 1, _at(1)))
-    wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 12") == 1, seconds=15)
+    wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 12") == 1, timeout=15)

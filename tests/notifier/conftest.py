@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,6 +16,7 @@ from nameko.standalone.events import event_dispatcher
 
 from shared.events import build_event, event_type
 from shared.schemas.notifier import NOTIFIABLE_EVENTS
+from tests.waiting import wait_for  # noqa: F401 (the notifier tests import it from here)
 
 # Short windows keep the tests fast; production defaults are in services/notifier/policy.py.
 FAST_POLICY = {"digest_window_seconds": 0.5, "poll_seconds": 0.1, "backoff_base_seconds": 0.2,
@@ -29,14 +29,6 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wait_for(condition, timeout=15.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class SmtpServer:
