@@ -2,7 +2,6 @@
 ``requests`` climbs and the list shows the versions the server reports."""
 import json
 import threading
-import time
 from wsgiref.simple_server import make_server
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from gateway.routes import PREFIX
 from tests.monitoring.conftest import consumer_process, monitoring  # noqa: F401 (fixtures)
 from tests.provisioner.conftest import _QuietHandler, push_install, register, wait_for_task
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -28,23 +28,13 @@ def _row(api, server):
     return api.simulate_get(f"{PREFIX}/servers", params={"search": server["name"]}).json["items"][0]
 
 
-def _wait_for(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_heartbeats_after_install_make_requests_climb(api, lab, monitoring, monitoring_api):  # noqa: F811
     server = register(api, lab, components=["dns", "monitor"], monitoring_api_ip=lab.host_address)
     finished, _ = wait_for_task(api, push_install(api, server["id"])["id"])
     assert finished["state"] == "succeeded", finished["error"]
 
     # The first heartbeat goes out as the agent starts.
-    first = _wait_for(lambda: _row(api, server)["requests"] >= 1 and _row(api, server))
+    first = wait_for(lambda: _row(api, server)["requests"] >= 1 and _row(api, server), timeout=30, interval=0.2)
     assert first["versions"] == {"dns": "3.2.6", "monitor": "1.0.0"}
 
     # An operator shortens the interval on the server and restarts the heartbeat: requests climb.
@@ -54,5 +44,6 @@ def test_heartbeats_after_install_make_requests_climb(api, lab, monitoring, moni
     config_path.write_text(json.dumps(config))
     lab.exec("env", f"STEWARD_PREFIX={lab.prefix}", "bash", str(lab.prefix / "opt" / "steward" / "pv_heartbeat.sh"),
              "start")
-    climbed = _wait_for(lambda: (row := _row(api, server))["requests"] >= first["requests"] + 3 and row)
+    climbed = wait_for(lambda: (row := _row(api, server))["requests"] >= first["requests"] + 3 and row, timeout=30,
+                       interval=0.2)
     assert climbed["state"] == "running" and climbed["versions"] == first["versions"]
