@@ -10,9 +10,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from marshmallow import ValidationError
 from sqlalchemy import text
 
+from services.monitoring_ingest.partitions import RAW
+from services.monitoring_ingest.rollup import MARK_DIRTY
 from shared.schemas.agent import load_message
 
 # Heartbeats received in this window are a server's ``requests`` in the fleet list.
@@ -30,7 +33,7 @@ class MalformedMessage(ValueError):
 def parse(body, now=None):
     """One message from its AMQP or HTTP body; raises MalformedMessage."""
     try:
-        raw = json.loads(body)
+        raw = orjson.loads(body)
     except (TypeError, ValueError) as exc:
         raise MalformedMessage(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -50,7 +53,8 @@ class Outcome:
     disks_low: list = field(default_factory=list)  # (server_id, server_name, mount, free_percent)
 
 
-_RESOLUTIONS = "(VALUES ('minute'), ('hour')) AS r(resolution)"
+# Per-minute aggregates only: the hourly ones are rolled up from them once an hour closes (rollup.py).
+_RESOLUTIONS = "(VALUES ('minute')) AS r(resolution)"
 
 _HEARTBEATS = text("""
 WITH batch AS (
@@ -111,7 +115,8 @@ WITH batch AS (
         disks, connections
     FROM batch
     ON CONFLICT DO NOTHING
-    RETURNING *
+    RETURNING server_id, collected_at, load1, load5, load15, memory_used_bytes, memory_total_bytes, swap_used_bytes,
+        connections_established, disk_used_max_percent
 )
 INSERT INTO monitoring.system_aggregates AS a (resolution, server_id, bucket, samples, load1_sum, load5_sum,
     load15_sum, memory_used_sum, memory_total_max, swap_used_sum, connections_established_sum, disk_used_max_percent)
@@ -137,7 +142,10 @@ WITH batch AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(server_id int, mount text, free_percent float8, low bool)
 )
 INSERT INTO monitoring.disk_alerts AS d (server_id, mount, low, free_percent, changed_at)
-SELECT server_id, mount, low, free_percent, now() FROM batch
+SELECT server_id, mount, low, free_percent, now() FROM batch b
+-- Nearly every disk reads as it did last time: look those up instead of attempting an upsert.
+WHERE NOT EXISTS (SELECT 1 FROM monitoring.disk_alerts k WHERE k.server_id = b.server_id AND k.mount = b.mount
+                  AND k.low = b.low)
 ON CONFLICT (server_id, mount) DO UPDATE SET low = excluded.low, free_percent = excluded.free_percent,
     changed_at = excluded.changed_at
     WHERE d.low IS DISTINCT FROM excluded.low
@@ -145,49 +153,44 @@ RETURNING d.server_id, (SELECT name FROM monitoring.servers WHERE id = d.server_
     d.free_percent, d.low
 """)
 
-_DNS_PERIODS = text(f"""
-WITH batch AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b(server_id int, seq bigint, collected_at timestamptz, period_start timestamptz, total bigint)
-), stored AS (
-    INSERT INTO monitoring.dns_periods (server_id, seq, collected_at, period_start, total)
-    SELECT server_id, seq, collected_at, period_start, total FROM batch
-    ON CONFLICT DO NOTHING
-    RETURNING server_id, collected_at, total
-)
-INSERT INTO monitoring.dns_aggregates AS a (resolution, server_id, bucket, total)
-SELECT r.resolution, s.server_id, date_trunc(r.resolution, s.collected_at), sum(s.total)
-FROM stored s CROSS JOIN {_RESOLUTIONS}
-GROUP BY 1, 2, 3
-ON CONFLICT (resolution, server_id, bucket) DO UPDATE SET total = a.total + excluded.total
-""")
-
-_DNS_RECORDS = text(f"""
+# A message's records are stored in its period row; only the messages really inserted
+# (not redelivered ones) are folded into the totals, the per-record aggregates and last access.
+_DNS = text(f"""
 WITH batch AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(
-        server_id int, seq bigint, collected_at timestamptz, name text, type text, hits bigint, last_access timestamptz)
+        server_id int, seq bigint, collected_at timestamptz, period_start timestamptz, total bigint, records jsonb)
 ), stored AS (
-    INSERT INTO monitoring.dns_record_hits (server_id, seq, collected_at, name, type, hits, last_access)
-    SELECT server_id, seq, collected_at, name, type, hits, last_access FROM batch
+    INSERT INTO monitoring.dns_periods (server_id, seq, collected_at, period_start, total, records)
+    SELECT server_id, seq, collected_at, period_start, total, records FROM batch
     ON CONFLICT DO NOTHING
-    RETURNING server_id, collected_at, name, type, hits, last_access
+    RETURNING server_id, collected_at, total, records
+), totals AS (
+    INSERT INTO monitoring.dns_aggregates AS a (resolution, server_id, bucket, total)
+    SELECT r.resolution, s.server_id, date_trunc(r.resolution, s.collected_at), sum(s.total)
+    FROM stored s CROSS JOIN {_RESOLUTIONS}
+    GROUP BY 1, 2, 3
+    ON CONFLICT (resolution, server_id, bucket) DO UPDATE SET total = a.total + excluded.total
+), hits AS (
+    SELECT s.server_id, s.collected_at, h.name, h.type, h.hits, h.last_access
+    FROM stored s, jsonb_to_recordset(s.records) AS h(name text, type text, hits bigint, last_access timestamptz)
 ), aggregated AS (
     INSERT INTO monitoring.dns_record_aggregates AS a (resolution, name, type, server_id, bucket, hits, last_access)
-    SELECT r.resolution, s.name, s.type, s.server_id, date_trunc(r.resolution, s.collected_at), sum(s.hits),
-        max(s.last_access)
-    FROM stored s CROSS JOIN {_RESOLUTIONS}
+    SELECT r.resolution, h.name, h.type, h.server_id, date_trunc(r.resolution, h.collected_at), sum(h.hits),
+        max(h.last_access)
+    FROM hits h CROSS JOIN {_RESOLUTIONS}
     GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (resolution, name, type, server_id, bucket) DO UPDATE SET
         hits = a.hits + excluded.hits, last_access = greatest(a.last_access, excluded.last_access)
 )
 INSERT INTO monitoring.dns_record_last_access AS l (server_id, name, type, last_access)
-SELECT server_id, name, type, max(last_access) FROM stored GROUP BY 1, 2, 3
+SELECT server_id, name, type, max(last_access) FROM hits GROUP BY 1, 2, 3
 ON CONFLICT (server_id, name, type) DO UPDATE SET last_access = greatest(l.last_access, excluded.last_access)
 """)
 
 
-def _iso(moment):
-    return moment.isoformat()
+def _json(rows):
+    """A batch as the JSON text its statement unpacks; datetimes in ISO 8601, as orjson writes them."""
+    return orjson.dumps(rows).decode()
 
 
 def _system_row(m):
@@ -195,7 +198,7 @@ def _system_row(m):
     disks = data["disks"]
     used_percents = [100.0 * d["used_bytes"] / d["total_bytes"] for d in disks if d["total_bytes"]]
     return {
-        "server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
+        "server_id": m["server_id"], "seq": m["seq"], "collected_at": m["collected_at"],
         "load1": data["load"][0], "load5": data["load"][1], "load15": data["load"][2],
         "memory_total_bytes": data["memory"]["total_bytes"], "memory_used_bytes": data["memory"]["used_bytes"],
         "memory_available_bytes": data["memory"]["available_bytes"],
@@ -219,23 +222,38 @@ class BatchWriter:
         if by_kind["heartbeat"]:
             outcome.state_changes = self._heartbeats(connection, by_kind["heartbeat"])
         if by_kind["system"]:
-            connection.execute(_SYSTEM, {"rows": json.dumps([_system_row(m) for m in by_kind["system"]])})
+            connection.execute(_SYSTEM, {"rows": _json([_system_row(m) for m in by_kind["system"]])})
             outcome.disks_low = self._disks(connection, by_kind["system"])
         if by_kind["dns"]:
             self._dns(connection, by_kind["dns"])
+        self._mark_past_hours(connection, by_kind["system"] + by_kind["dns"])
         return outcome
+
+    def _mark_past_hours(self, connection, messages):
+        """Data for an hour that may have been rolled up already: roll it up again (rollup.py).
+
+        Only a past hour can have been: the current one is rolled up five minutes
+        after it closes (by the database's clock, which may differ from ours by
+        seconds, not minutes), long after this batch commits. So a batch of live
+        traffic skips the statement altogether.
+        """
+        # Raw partitions are hourly: their start_of is the hour (in UTC) a moment falls in.
+        current = RAW.start_of(datetime.now(timezone.utc))
+        past = {hour for hour in {RAW.start_of(m["collected_at"]) for m in messages} if hour < current}
+        if past:
+            connection.execute(MARK_DIRTY, {"hours": sorted(past)})
 
     def _heartbeats(self, connection, messages):
         rows = [
-            {"server_id": m["server_id"], "seq": m["seq"], "collected_at": _iso(m["collected_at"]),
+            {"server_id": m["server_id"], "seq": m["seq"], "collected_at": m["collected_at"],
              "agent_version": m["data"]["agent_version"], "versions": m["data"]["versions"]}
             for m in messages
         ]
-        latest = connection.execute(_HEARTBEATS, {"rows": json.dumps(rows)}).mappings().all()
+        latest = connection.execute(_HEARTBEATS, {"rows": _json(rows)}).mappings().all()
         if not latest:  # all of them stored before: a redelivery
             return []
         previous = dict(connection.execute(_LOCK_LIVENESS, {"ids": [r["server_id"] for r in latest]}).all())
-        upserted = connection.execute(_LIVENESS, {"rows": json.dumps([dict(r) for r in latest], default=_iso),
+        upserted = connection.execute(_LIVENESS, {"rows": _json([dict(r) for r in latest]),
                                                   "keep": f"{REQUESTS_WINDOW.total_seconds()} seconds"}).all()
         changes = []
         for row in upserted:
@@ -258,26 +276,23 @@ class BatchWriter:
         ]
         if not rows:
             return []
-        changed = connection.execute(_DISKS, {"rows": json.dumps(rows)}).all()
+        changed = connection.execute(_DISKS, {"rows": _json(rows)}).all()
         return [(r.server_id, r.server_name, r.mount, r.free_percent) for r in changed if r.low]
 
     def _dns(self, connection, messages):
-        periods, records = [], []
+        periods = []
         for m in messages:
-            data, at = m["data"], _iso(m["collected_at"])
-            periods.append({"server_id": m["server_id"], "seq": m["seq"], "collected_at": at,
-                            "period_start": _iso(data["period_start"]), "total": data["total"]})
+            data = m["data"]
             # The agent sends one entry per record; should it repeat one, the hits add up.
             merged = {}
             for record in data["records"]:
                 key = (record["name"].lower(), record["type"])
                 hits, last = merged.get(key, (0, record["last_access"]))
                 merged[key] = (hits + record["hits"], max(last, record["last_access"]))
-            records.extend(
-                {"server_id": m["server_id"], "seq": m["seq"], "collected_at": at, "name": name, "type": rtype,
-                 "hits": hits, "last_access": _iso(last)}
-                for (name, rtype), (hits, last) in merged.items()
-            )
-        connection.execute(_DNS_PERIODS, {"rows": json.dumps(periods)})
-        if records:
-            connection.execute(_DNS_RECORDS, {"rows": json.dumps(records)})
+            periods.append({
+                "server_id": m["server_id"], "seq": m["seq"], "collected_at": m["collected_at"],
+                "period_start": data["period_start"], "total": data["total"],
+                "records": [{"name": name, "type": rtype, "hits": hits, "last_access": last}
+                            for (name, rtype), (hits, last) in merged.items()],
+            })
+        connection.execute(_DNS, {"rows": _json(periods)})

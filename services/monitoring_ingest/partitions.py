@@ -65,15 +65,18 @@ def ensure_ahead(connection, now, raw_hours_ahead=3, aggregate_days_ahead=2):
     return created
 
 
+def missing(moments, known):
+    """(layout, table, start) of each partition that data at ``moments`` needs and ``known`` does not list."""
+    hours = {RAW.start_of(m) for m in moments}
+    days = {AGGREGATES.start_of(h) for h in hours}
+    return [(layout, table, start) for layout, starts in ((RAW, hours), (AGGREGATES, days))
+            for start in starts for table in layout.tables if layout.name(table, start) not in known]
+
+
 def ensure_covering(connection, moments, known):
     """Partitions for data at ``moments`` (a late or early batch); ``known`` caches names already there."""
-    for layout in (RAW, AGGREGATES):
-        for start in {layout.start_of(m) for m in moments}:
-            for table in layout.tables:
-                name = layout.name(table, start)
-                if name not in known:
-                    create_partition(connection, layout, table, start)
-                    known.add(name)
+    for layout, table, start in missing(moments, known):
+        known.add(create_partition(connection, layout, table, start))
 
 
 def existing(connection, table):

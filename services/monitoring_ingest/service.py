@@ -2,8 +2,8 @@
 
 Agent traffic itself is consumed by ``python -m services.monitoring_ingest.consumer``
 (batches, not a nameko worker per message); this service answers questions
-about what was stored, marks silent servers down, runs retention and polls
-pull-mode agents.
+about what was stored, marks silent servers down, rolls hourly aggregates up,
+runs retention and polls pull-mode agents.
 """
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,7 +18,7 @@ from nameko.timer import timer
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 
-from services.monitoring_ingest import liveness, retention, statistics
+from services.monitoring_ingest import liveness, retention, rollup, statistics
 from services.monitoring_ingest.models import (
     Base, DiskAlert, DnsRecordLastAccess, KnownServer, Liveness, PullTarget, RetentionOverride,
 )
@@ -31,6 +31,7 @@ from shared.schemas import monitoring as schemas
 from shared.schemas.agent import EXCHANGE, PULL_PORT
 
 TICK_SECONDS = 1
+ROLLUP_SECONDS = 60
 INVENTORY_TIMEOUT_SECONDS = 10
 
 
@@ -147,6 +148,12 @@ class MonitoringIngestService:
             return
         MonitoringIngestService._last_retention = time.monotonic()
         self.run_retention()
+
+    @timer(interval=ROLLUP_SECONDS)
+    def rollup_tick(self):
+        """Hourly aggregates for the hours that closed, and again for hours that got late data."""
+        self.db.rollback()  # the rollup runs on its own connection
+        rollup.run(self.db.get_bind())
 
     # -- pull mode -----------------------------------------------------------
     @rpc

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import text
 
+from services.monitoring_ingest.rollup import aggregate_rows
+
 
 def resolution_for(step):
     return "hour" if step % 3600 == 0 else "minute"
@@ -26,6 +28,7 @@ _POINT = "to_timestamp(floor(extract(epoch FROM bucket) / :step) * :step)"
 
 def system_series(connection, server_id, query):
     params = _range(server_id, query)
+    source, extra = aggregate_rows(connection, "system_aggregates", params["resolution"])
     rows = connection.execute(text(f"""
         SELECT {_POINT} AS at, sum(samples) AS samples,
             sum(load1_sum) / sum(samples) AS load1, sum(load5_sum) / sum(samples) AS load5,
@@ -33,34 +36,36 @@ def system_series(connection, server_id, query):
             max(memory_total_max) AS memory_total_bytes, sum(swap_used_sum) / sum(samples) AS swap_used_bytes,
             sum(connections_established_sum) / sum(samples) AS connections_established,
             max(disk_used_max_percent) AS disk_used_max_percent
-        FROM monitoring.system_aggregates
-        WHERE resolution = :resolution AND server_id = :server_id AND bucket >= :start AND bucket < :end
+        FROM {source} AS a
+        WHERE server_id = :server_id AND bucket >= :start AND bucket < :end
         GROUP BY 1 ORDER BY 1
-    """), params).mappings().all()
+    """), dict(params, **extra)).mappings().all()
     return dict(params, points=[dict(r) for r in rows])
 
 
 def dns_series(connection, server_id, query):
     params = _range(server_id, query)
+    source, extra = aggregate_rows(connection, "dns_aggregates", params["resolution"])
     rows = connection.execute(text(f"""
-        SELECT {_POINT} AS at, sum(total) AS total FROM monitoring.dns_aggregates
-        WHERE resolution = :resolution AND server_id = :server_id AND bucket >= :start AND bucket < :end
+        SELECT {_POINT} AS at, sum(total) AS total FROM {source} AS a
+        WHERE server_id = :server_id AND bucket >= :start AND bucket < :end
         GROUP BY 1 ORDER BY 1
-    """), params).mappings().all()
+    """), dict(params, **extra)).mappings().all()
     return dict(params, total=sum(r["total"] for r in rows), points=[dict(r) for r in rows])
 
 
 def record_rps(connection, query):
     params = _range(query.get("server_id"), query)
     params.update(name=query["name"], type=query.get("type"))
+    source, extra = aggregate_rows(connection, "dns_record_aggregates", params["resolution"])
     rows = connection.execute(text(f"""
-        SELECT {_POINT} AS at, sum(hits) AS hits FROM monitoring.dns_record_aggregates
-        WHERE resolution = :resolution AND name = :name
+        SELECT {_POINT} AS at, sum(hits) AS hits FROM {source} AS a
+        WHERE name = :name
             AND (CAST(:type AS text) IS NULL OR type = :type)
             AND (CAST(:server_id AS integer) IS NULL OR server_id = :server_id)
             AND bucket >= :start AND bucket < :end
         GROUP BY 1 ORDER BY 1
-    """), params).mappings().all()
+    """), dict(params, **extra)).mappings().all()
     step = query["step"]
     return dict(params, points=[{"at": r["at"], "hits": r["hits"], "rps": r["hits"] / step} for r in rows])
 

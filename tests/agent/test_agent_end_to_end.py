@@ -70,7 +70,8 @@ def assert_stored_exactly(engine, server_id, last_sent):
 
     wait_for(lambda: stored("SELECT sum(total) FROM monitoring.dns_periods WHERE server_id = :id")[0][0] == 15,
              timeout=30, interval=0.2, what="15 queries stored")
-    hits = stored("SELECT name, type, sum(hits) FROM monitoring.dns_record_hits WHERE server_id = :id GROUP BY name, type")
+    hits = stored("SELECT r.name, r.type, sum(r.hits) FROM monitoring.dns_periods, "
+                  "jsonb_to_recordset(records) AS r(name text, type text, hits bigint) WHERE server_id = :id GROUP BY 1, 2")
     assert {(name, qtype): count for name, qtype, count in hits} == EXPECTED_HITS
     last_access = dict(((name, qtype), moment) for name, qtype, moment in
                        stored("SELECT name, type, last_access FROM monitoring.dns_record_last_access WHERE server_id = :id"))

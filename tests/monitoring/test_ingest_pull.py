@@ -72,7 +72,8 @@ def test_pull_mode_stores_everything_once_and_keeps_the_cursor(rpc, server, moni
     assert TOKEN not in scalar("SELECT token_sealed FROM monitoring.pull_targets")
 
     wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = :s", s=sid) == 3
-             and scalar("SELECT count(*) FROM monitoring.dns_record_hits WHERE server_id = :s", s=sid) == 1)
+             and scalar("SELECT count(*) FROM monitoring.dns_periods, jsonb_array_elements(records) "
+                                 "WHERE server_id = :s", s=sid) == 1)
     assert scalar("SELECT cursor FROM monitoring.pull_targets WHERE server_id = :s", s=sid) == 4
 
     agent_endpoint.add(message("system", sid, 3, BASE + timedelta(seconds=9)))
