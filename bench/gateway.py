@@ -26,6 +26,7 @@ from bench.common import (
 
 SERVERS = 10_000
 DURATION = 10.0
+ROUNDS = 3
 LIST_PATH = "/api/v2/servers?search=site1&sort=-name&per_page=50&page={page}"
 
 
@@ -143,17 +144,28 @@ def main():
         meter.start()
         one = run_clients(port, token, 1, DURATION)
         one["cpu"] = format_cpu(*meter.stop(), one["requests"])
-        meter.start()
-        four = run_clients(port, token, 4, DURATION)
-        four["cpu"] = format_cpu(*meter.stop(), four["requests"])
+        # Four clients saturate both cores, where other tenants of a shared machine show most:
+        # three rounds, and the median one.
+        rounds = []
+        for _ in range(ROUNDS):
+            meter.start()
+            result = run_clients(port, token, 4, DURATION)
+            result["cpu"] = format_cpu(*meter.stop(), result["requests"])
+            rounds.append(result)
+        four = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+        four["each"] = ", ".join(f"{r['rps']:.1f}" for r in rounds)
         rpc_p50, rpc_p99 = rpc_round_trips(settings.amqp_uri)
 
     print()
-    print("GET /api/v2/servers?search=site1&sort=-name&per_page=50 (gunicorn gthread, 2 workers x 4 threads)")
+    cache = settings.section("gateway").get("fleet_status_cache_seconds", 2)
+    print("GET /api/v2/servers?search=site1&sort=-name&per_page=50 (gunicorn gthread, 2 workers x 4 threads; "
+          f"liveness columns reused for {cache} s per server, STEWARD_FLEET_STATUS_CACHE_SECONDS)")
     for label, result in (("1 client ", one), ("4 clients", four)):
         print(f"  {label}: p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
               f"{result['rps']:7.1f} req/s  ({result['requests']} requests in {DURATION:.0f} s)")
         print(f"             {result['cpu']}")
+        if "each" in result:
+            print(f"             median of {ROUNDS} rounds, req/s in each: {result['each']}")
     print(f"RPC round trip (pooled client, inventory.health): p50 {rpc_p50:.2f} ms  p99 {rpc_p99:.2f} ms")
     print()
     checks = [

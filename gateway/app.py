@@ -33,7 +33,8 @@ def create_app(settings, rpc=None, agent_publisher=None):
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
 
-    app.add_route(f"{PREFIX}/servers", ServerCollection(inventory, monitoring))
+    app.add_route(f"{PREFIX}/servers",
+                  ServerCollection(inventory, monitoring, float(options.get("fleet_status_cache_seconds", 2))))
     provisioner = rpc.service("provisioner")
     # DELETE removes what was installed on the server first (best effort), then the record.
     app.add_route(f"{PREFIX}/servers/{{server_id:int}}", provisioning.ServerItemWithCleanup(inventory, provisioner, monitoring))

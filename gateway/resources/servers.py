@@ -1,3 +1,6 @@
+import threading
+import time
+
 import falcon
 
 from gateway.resources import json_body, no_content, principal
@@ -33,14 +36,51 @@ def add_fleet_status(monitoring, rows):
     merge_fleet_status(rows, status)
 
 
-class ServerCollection:
-    def __init__(self, inventory, monitoring=None):
-        self.inventory = inventory
+class FleetStatusCache:
+    """The list's liveness columns, kept for ``seconds`` per server in this worker process.
+
+    ``requests`` counts the heartbeats of the last two minutes (one each 30 s) and
+    a server goes down after 90 s of silence, so answers a second or two old say
+    the same; asking monitoring-ingest for every page was a third of the list's
+    CPU. 0 turns it off. One server's own page (ServerItem) always asks.
+    """
+
+    def __init__(self, monitoring, seconds, clock=time.monotonic):
         self.monitoring = monitoring
+        self.seconds = seconds
+        self.clock = clock
+        self.known = {}  # server id -> (asked at, what monitoring said, or None: never heard of it)
+        self.lock = threading.Lock()
+
+    def add(self, rows):
+        if self.seconds <= 0 or self.monitoring is None:
+            return add_fleet_status(self.monitoring, rows)
+        now = self.clock()
+        with self.lock:
+            cached = {row["id"]: self.known.get(row["id"]) for row in rows}
+        stale = [server_id for server_id, entry in cached.items() if entry is None or now - entry[0] > self.seconds]
+        if stale:
+            try:
+                fresh = self.monitoring.fleet_status(stale)
+            except ServiceUnavailable:  # the last answer (or inventory's view) meanwhile; asked again next time
+                fresh = None
+            if fresh is not None:
+                with self.lock:
+                    if len(self.known) > 100_000:  # servers deleted long ago
+                        self.known.clear()
+                    for server_id in stale:
+                        cached[server_id] = self.known[server_id] = (now, fresh.get(str(server_id)))
+        merge_fleet_status(rows, {str(k): v[1] for k, v in cached.items() if v is not None and v[1] is not None})
+
+
+class ServerCollection:
+    def __init__(self, inventory, monitoring=None, status_cache_seconds=0.0):
+        self.inventory = inventory
+        self.status = FleetStatusCache(monitoring, status_cache_seconds)
 
     def on_get(self, req, resp):
         page = self.inventory.list_servers(principal(req), dict(req.params))
-        add_fleet_status(self.monitoring, page["items"])
+        self.status.add(page["items"])
         resp.media = page
 
     def on_post(self, req, resp):

@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Computed,
     Boolean,
     DateTime,
@@ -92,6 +93,15 @@ class Server(Base):
     components: Mapped[list["ServerComponent"]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="ServerComponent.name"
     )
+
+
+class FleetVersion(Base):
+    """One row; a trigger sets ``version`` to the id of any transaction that changes a server or a
+    component, so a copy of the fleet list read at that version is known to be current (fleet.py)."""
+
+    __tablename__ = "fleet_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 # The list's search ("any part of the name, any case") is a trigram match.

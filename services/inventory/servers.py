@@ -1,18 +1,13 @@
 """Managed servers: registration, changes, the fleet list, component states."""
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from services.inventory.fleet import FLEET, list_row
 from services.inventory.identity import Identity
 from services.inventory.models import Server, ServerComponent
 from shared.authz import is_admin, require_role
 from shared.errors import DuplicateName, PermissionDenied, ServerNotFound
-from shared.schemas.servers import requests_status
 
 UPDATABLE = ("name", "address", "os", "ssh_port", "ssh_user", "monitoring_api_ip", "runtime")
-
-
-def _escape_like(text):
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def running_versions(server):
@@ -22,19 +17,6 @@ def running_versions(server):
 def server_ref(server):
     """What events say about a server."""
     return {"id": server.id, "name": server.name, "address": server.address, "os": server.os, "state": server.state}
-
-
-def list_row(server_id, name, address, state, versions, requests=0):
-    """What the fleet list shows of one server."""
-    return {
-        "id": server_id,
-        "name": name,
-        "address": address,
-        "requests": requests,
-        "requests_status": requests_status(requests),
-        "versions": versions,
-        "state": state,
-    }
 
 
 def server_detail(server, requests=0):
@@ -153,40 +135,9 @@ class Servers:
         return ref
 
     def page(self, search=None, sort="name", state=None, page=1, per_page=25):
-        """One page of the fleet list as rows, and the total: one statement, no ORM objects."""
-        conditions = []
-        if search:
-            conditions.append(Server.name_key.like(f"%{_escape_like(search.lower())}%", escape="\\"))
-        if state:
-            conditions.append(Server.state == state)
-        order = (Server.name_key.desc(), Server.id.desc()) if sort == "-name" else (Server.name_key, Server.id)
-        chosen = (
-            select(Server.id, Server.name, Server.address, Server.state, Server.name_key,
-                   func.count().over().label("total"))
-            .where(*conditions)
-            .order_by(*order)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-            .cte("chosen")
-        )
-        versions = (
-            select(func.jsonb_object_agg(ServerComponent.name, ServerComponent.version))
-            .where(ServerComponent.server_id == chosen.c.id, ServerComponent.state == "running",
-                   ServerComponent.version.is_not(None))
-            .scalar_subquery()
-        )
-        chosen_order = (chosen.c.name_key.desc(), chosen.c.id.desc()) if sort == "-name" else (chosen.c.name_key, chosen.c.id)
-        rows = self.session.execute(
-            select(chosen.c.id, chosen.c.name, chosen.c.address, chosen.c.state, chosen.c.total, versions.label("versions"))
-            .order_by(*chosen_order)
-        ).all()
-        if rows:
-            total = rows[0].total
-        else:  # past the last page: the window count saw no rows
-            total = self.session.scalar(select(func.count()).select_from(Server).where(*conditions))
-        return [
-            list_row(row.id, row.name, row.address, row.state, row.versions or {}) for row in rows
-        ], total
+        """One page of the fleet list as rows, and the total (fleet.py: from memory, never stale)."""
+        entries, total = FLEET.page(self.session.connection(), search, sort, state, page, per_page)
+        return [e.row for e in entries], total
 
     def set_component(self, server_id, name, state, version=None):
         server = self.get(server_id)
