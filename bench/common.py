@@ -9,7 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psycopg2
+from scripts.sandbox import drop_database, ensure_vhost
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,15 +24,8 @@ def percentile(samples, fraction):
 
 def bench_environment(name):
     """Environment for a benchmark: its own database and vhost, recreated."""
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
+    drop_database(name, recreate=True)
+    ensure_vhost(name)
     env = dict(os.environ, STEWARD_DB_NAME=name, STEWARD_AMQP_VHOST=name, STEWARD_SECRET_KEY="bench-secret", STEWARD_LOG_LEVEL="WARNING")
     os.environ.update(env)
     return env

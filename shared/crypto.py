@@ -35,7 +35,9 @@ class SecretBox:
 
 
 def new_token():
-    return secrets.token_urlsafe(32)
+    # Hex, not URL-safe base64: one token in 64 of those began with "-", which a command line
+    # (`steward --token ...`) takes for an option. 256 bits either way.
+    return secrets.token_hex(32)
 
 
 def token_hash(token):

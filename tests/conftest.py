@@ -14,43 +14,28 @@ import psycogreen.eventlet  # noqa: E402
 psycogreen.eventlet.patch_psycopg()
 
 import os  # noqa: E402
-import subprocess  # noqa: E402
 import uuid  # noqa: E402
 
-import psycopg2  # noqa: E402
 import pytest  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from shared.config import SERVICES, load_settings  # noqa: E402
 from shared.db import make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
 from shared.rpc import RpcClient  # noqa: E402
+from scripts.sandbox import drop_database, ensure_vhost  # noqa: E402
 
 TEST_DB = os.environ.get("STEWARD_TEST_DB", "steward_test")
 TEST_VHOST = os.environ.get("STEWARD_TEST_VHOST", "steward_test")
 
 
-def _recreate_database(name):
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    connection.close()
-
-
-def _ensure_vhost(vhost):
-    # The tests' own vhost keeps their RPC queues apart from a running `make up` stack.
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def settings():
-    _recreate_database(TEST_DB)
-    _ensure_vhost(TEST_VHOST)
+    # The tests' own vhost keeps their RPC queues apart from a running `make up` stack.
+    drop_database(TEST_DB, recreate=True)
+    ensure_vhost(TEST_VHOST)
     environ = dict(
         os.environ,
         STEWARD_DB_NAME=TEST_DB,
@@ -79,6 +64,19 @@ def clean_database(request):
         yield
         return
     engine = request.getfixturevalue("engine")
+    for attempt in range(5):
+        try:
+            _truncate_every_schema(engine)
+            break
+        except OperationalError as exc:
+            # A service still finishing the previous test's work (a notifier delivery, say) can
+            # hold one table while TRUNCATE holds another; PostgreSQL then cancels one of the two.
+            if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == 4:
+                raise
+    yield
+
+
+def _truncate_every_schema(engine):
     with engine.begin() as connection:
         for schema in SERVICES:
             tables = connection.execute(
@@ -87,7 +85,6 @@ def clean_database(request):
             ).scalars().all()
             if tables:
                 connection.execute(text(f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)} RESTART IDENTITY CASCADE"))
-    yield
 
 
 def _container_factory(settings):

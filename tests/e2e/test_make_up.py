@@ -7,20 +7,12 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-import psycopg2
 import pytest
+
+from scripts.sandbox import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 18080
-
-
-def _drop_database(name):
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    connection.close()
 
 
 def _port_open(port):
@@ -33,7 +25,7 @@ def _port_open(port):
 
 @pytest.fixture
 def stack_env(tmp_path):
-    _drop_database("steward_e2e")
+    drop_database("steward_e2e")
     env = dict(
         os.environ,
         STEWARD_STATE_DIR=str(tmp_path / "state"),

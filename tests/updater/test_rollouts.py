@@ -12,10 +12,12 @@ GZIP = {"Content-Type": "application/gzip"}
 
 
 def wait_for_rollout(api, rollout_id, timeout=180):
+    """Until the rollout stopped and its hosts did too: a rollout pauses as soon as one host of a
+    wave fails, while the others of that wave finish their update."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rollout = api.simulate_get(f"{PREFIX}/rollouts/{rollout_id}").json
-        if rollout["state"] != "running":
+        if rollout["state"] != "running" and not any(s["state"] in ("queued", "running") for s in rollout["servers"]):
             return rollout
         time.sleep(0.2)
     raise AssertionError(f"rollout {rollout_id} still running after {timeout} s: {rollout}")
