@@ -3,13 +3,9 @@
 ``python -m services.<name>`` calls ``run(ServiceClass)``; several replicas may
 run side by side as competing consumers.
 """
-import eventlet
+from shared import green
 
-eventlet.monkey_patch()  # noqa: E402 - must precede every other import
-
-import psycogreen.eventlet  # noqa: E402
-
-psycogreen.eventlet.patch_psycopg()
+green.patch()  # noqa: E402 - must precede every other import
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

@@ -5,13 +5,9 @@ import warnings
 
 warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
 
-import eventlet  # noqa: E402
+from shared import green  # noqa: E402
 
-eventlet.monkey_patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
-
-import psycogreen.eventlet  # noqa: E402
-
-psycogreen.eventlet.patch_psycopg()
+green.patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
 
 import os  # noqa: E402
 import uuid  # noqa: E402

@@ -5,6 +5,7 @@ import hashlib
 import io
 import shlex
 import socket
+import threading
 
 import paramiko
 
@@ -87,7 +88,26 @@ class Connection:
             raise SshFailed(f"upload to {remote_path} failed: {exc}") from None
 
     def close(self):
-        self.client.close()
+        close_client(self.client)
+
+
+def close_client(client):
+    """Close a session after its transport thread has let go of the socket.
+
+    paramiko closes the socket under its transport thread, which may be waiting on
+    it. Under eventlet that leaves the thread's listener on a number the kernel
+    hands out again, and the next socket to get it fails with "Second simultaneous
+    read" (eventlet#94). Shutting the socket down wakes the thread with an end of
+    file; it closes the socket itself on its way out, and then the client closes.
+    """
+    transport = client.get_transport()
+    if transport is not None and transport.is_alive() and transport is not threading.current_thread():
+        try:
+            transport.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+        transport.join(CONNECT_TIMEOUT)
+    client.close()
 
 
 def connect(address, port, user, password=None, private_key=None, pinned=None, timeout=CONNECT_TIMEOUT):
@@ -114,7 +134,7 @@ def connect(address, port, user, password=None, private_key=None, pinned=None, t
             allow_agent=False, look_for_keys=False,
         )
     except paramiko.BadHostKeyException as exc:
-        client.close()
+        close_client(client)
         raise HostKeyChanged(
             f"the SSH host key of {address}:{port} changed: pinned {fingerprint(exc.expected_key)}, "
             f"offered {fingerprint(exc.key)}; refusing to connect (if the server was reinstalled, "
@@ -122,14 +142,14 @@ def connect(address, port, user, password=None, private_key=None, pinned=None, t
             {"pinned": [fingerprint(exc.expected_key)], "offered": [fingerprint(exc.key)]},
         ) from None
     except paramiko.AuthenticationException:
-        client.close()
+        close_client(client)
         method = "key" if private_key else "password"
         raise SshFailed(f"SSH authentication failed for {user}@{address}:{port}: the {method} was rejected") from None
     except (socket.timeout, TimeoutError):
-        client.close()
+        close_client(client)
         raise SshFailed(f"SSH connection to {address}:{port} timed out after {timeout:.0f} s") from None
     except (paramiko.SSHException, OSError) as exc:
-        client.close()
+        close_client(client)
         raise SshFailed(f"cannot open SSH to {address}:{port}: {exc}") from None
     host_key = client.get_transport().get_remote_server_key()
     return Connection(client, user, host_key)

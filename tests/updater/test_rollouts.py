@@ -16,7 +16,9 @@ def wait_for_rollout(api, rollout_id, timeout=180):
     wave fails, while the others of that wave finish their update."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rollout = api.simulate_get(f"{PREFIX}/rollouts/{rollout_id}").json
+        response = api.simulate_get(f"{PREFIX}/rollouts/{rollout_id}")
+        assert response.status_code == 200, response.text
+        rollout = response.json
         if rollout["state"] != "running" and not any(s["state"] in ("queued", "running") for s in rollout["servers"]):
             return rollout
         time.sleep(0.2)
