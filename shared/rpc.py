@@ -5,8 +5,9 @@ standalone nameko proxy per request costs tens of milliseconds. One client
 per process keeps two long-lived connections: one publishes requests (with
 publisher confirms and ``mandatory``, so a call to a service with no running
 replica fails at once instead of timing out), the other consumes the replies
-of every thread from one exclusive reply queue and hands each to its caller
-by correlation id.
+of every thread from one reply queue of the process's own and hands each to
+its caller by correlation id. The queue outlives a dropped connection, so a
+reply sent while the consumer reconnects is delivered, not lost.
 """
 import logging
 import os
@@ -23,6 +24,9 @@ from shared.logs import request_id_var
 log = logging.getLogger(__name__)
 
 RPC_EXCHANGE = "nameko-rpc"
+# A reply queue outlives a dropped connection by this much, so replies sent while the
+# consumer reconnects wait for it; a process that is gone leaves it behind no longer.
+REPLY_QUEUE_EXPIRES_MS = 60_000
 
 
 class RemoteError(StewardError):
@@ -41,10 +45,11 @@ class _PendingCall:
 
 
 class RpcClient:
-    def __init__(self, amqp_uri, timeout=10.0, caller="gateway"):
+    def __init__(self, amqp_uri, timeout=10.0, caller="gateway", reconnect_delay=0.5):
         self.amqp_uri = amqp_uri
         self.timeout = timeout
         self.caller = caller
+        self.reconnect_delay = reconnect_delay
         self.exchange = Exchange(RPC_EXCHANGE, type="topic", durable=True)
         self._reply_key = str(uuid.uuid4())
         self._pending = {}
@@ -85,6 +90,10 @@ class RpcClient:
                 self._publisher = None
         self._pid = None
 
+    def _named(self, role):
+        """The connection's name in RabbitMQ's connection list (and management UI)."""
+        return {"client_properties": {"connection_name": f"steward {self.caller} rpc {role} (pid {os.getpid()})"}}
+
     def _safe_uri(self):
         return Connection(self.amqp_uri).as_uri()  # kombu masks the password
 
@@ -93,14 +102,15 @@ class RpcClient:
             f"rpc.reply-{self.caller}-{self._reply_key}",
             exchange=self.exchange,
             routing_key=self._reply_key,
-            exclusive=True,
-            auto_delete=True,
+            exclusive=False,
+            auto_delete=False,
+            queue_arguments={"x-expires": REPLY_QUEUE_EXPIRES_MS},
         )
 
     def _consume_forever(self):
         while not self._stopping.is_set():
             try:
-                with Connection(self.amqp_uri, heartbeat=30) as conn:
+                with Connection(self.amqp_uri, heartbeat=30, transport_options=self._named("replies")) as conn:
                     conn.connect()
                     with Consumer(conn, queues=[self._reply_queue()], callbacks=[self._on_reply], no_ack=True, accept=["json"]):
                         self._consumer_ready.set()
@@ -114,7 +124,7 @@ class RpcClient:
                 if self._stopping.is_set():
                     return
                 log.warning("rpc reply consumer lost its connection; reconnecting", extra={"error": str(exc)})
-                time.sleep(0.5)
+                time.sleep(self.reconnect_delay)
 
     def _on_reply(self, body, message):
         pending = self._pending.pop(message.properties.get("correlation_id"), None)
@@ -127,7 +137,7 @@ class RpcClient:
 
     def _get_producer(self):
         if self._producer is None:
-            self._publisher = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
+            self._publisher = Connection(self.amqp_uri, transport_options={"confirm_publish": True, **self._named("requests")})
             channel = self._publisher.channel()
             self._producer = Producer(channel, exchange=self.exchange, serializer="json", on_return=self._on_return)
         return self._producer

@@ -10,6 +10,8 @@ from shared import green  # noqa: E402
 green.patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
 
 import os  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402
@@ -25,6 +27,7 @@ from scripts.sandbox import drop_database, ensure_vhost  # noqa: E402
 
 TEST_DB = os.environ.get("STEWARD_TEST_DB", "steward_test")
 TEST_VHOST = os.environ.get("STEWARD_TEST_VHOST", "steward_test")
+MANAGEMENT_API = "http://127.0.0.1:15672/api"
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +114,19 @@ def start_shared_service(settings):
     yield start
     for container in containers:
         container.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_management():
+    """The broker's management API, at MANAGEMENT_API. The provisioner makes per-server RabbitMQ
+    users through it; tests also use it to see and close connections (enabling is idempotent)."""
+    subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], check=True, capture_output=True)
+    for _ in range(100):
+        if subprocess.run(["curl", "-sf", "-u", "guest:guest", f"{MANAGEMENT_API}/overview"],
+                          capture_output=True).returncode == 0:
+            return MANAGEMENT_API
+        time.sleep(0.1)
+    raise RuntimeError("RabbitMQ management API did not come up")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,4 @@
 """Push installs against lab hosts, through the real gateway app, provisioner, inventory and broker."""
-import subprocess
 import threading
 import time
 from urllib.parse import unquote, urlsplit
@@ -14,18 +13,6 @@ from tests.lab import lab_host
 # monitoring-ingest keeps liveness by server id, and ids restart in every test: start each test without it.
 from tests.monitoring.conftest import clean_monitoring  # noqa: F401 (an autouse fixture)
 from tests.events import capture_events
-
-
-@pytest.fixture(scope="session")
-def rabbitmq_management():
-    # The provisioner makes per-server RabbitMQ users through the management API (idempotent).
-    subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], check=True, capture_output=True)
-    for _ in range(100):
-        if subprocess.run(["curl", "-sf", "-u", "guest:guest", "http://127.0.0.1:15672/api/overview"],
-                          capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("RabbitMQ management API did not come up")
 
 
 @pytest.fixture(scope="session")

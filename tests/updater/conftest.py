@@ -98,7 +98,7 @@ class Registry:
 
 # Lab hosts installed by the real provisioner: what every update test starts from.
 from tests.provisioner.conftest import (  # noqa: E402,F401
-    provisioner_events, push_install, rabbitmq_management, register, wait_for_task)
+    provisioner_events, push_install, register, wait_for_task)
 
 FINISHED = ("succeeded", "failed", "rolled_back")
 
