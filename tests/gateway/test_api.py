@@ -2,6 +2,7 @@
 import logging
 import re
 
+import falcon
 import pytest
 
 from gateway.routes import OPERATIONS, PREFIX
@@ -183,6 +184,22 @@ def test_every_documented_operation_is_served(app, operation):
     resource, methods, _, _ = app._router.find(path)
     assert resource is not None, path
     assert f"on_{operation.method.lower()}" in dir(resource), (operation.method, path)
+
+
+def test_every_served_operation_is_documented(app):
+    """The other direction: no route answers a method the OpenAPI document does not list."""
+    undocumented = {"/healthz", f"{PREFIX}/openapi.json", f"{PREFIX}/docs"}
+    documented = {(op.method, PREFIX + op.path) for op in OPERATIONS}
+    served, nodes = set(), list(app._router._roots)
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.children)
+        template = re.sub(r"{(\w+):\w+}", r"{\1}", node.uri_template or "")
+        if node.resource is None or template in undocumented or template.startswith(f"{PREFIX}/docs/"):
+            continue
+        served |= {(name[3:].upper(), template) for name in dir(node.resource)
+                   if name.startswith("on_") and name[3:].upper() in falcon.COMBINED_METHODS}
+    assert served - documented == set() and len(served) == len(documented)
 
 
 def test_agent_token_is_refused_outside_agent_routes(client, auth, rpc):
