@@ -9,6 +9,7 @@ from shared import green  # noqa: E402
 
 green.patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
 
+import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -116,16 +117,24 @@ def start_shared_service(settings):
         container.stop()
 
 
+def management_api(method, path):
+    """One call to the broker's management API; its JSON answer, or None for an empty one."""
+    result = subprocess.run(["curl", "-sf", "-u", "guest:guest", "-X", method, f"{MANAGEMENT_API}{path}"],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout) if result.stdout else None
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_management():
-    """The broker's management API, at MANAGEMENT_API. The provisioner makes per-server RabbitMQ
-    users through it; tests also use it to see and close connections (enabling is idempotent)."""
+    """``management_api``, once the plugin answers. The provisioner makes per-server RabbitMQ users
+    through it; tests also use it to see and close connections (enabling is idempotent)."""
     subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], check=True, capture_output=True)
     for _ in range(100):
-        if subprocess.run(["curl", "-sf", "-u", "guest:guest", f"{MANAGEMENT_API}/overview"],
-                          capture_output=True).returncode == 0:
-            return MANAGEMENT_API
-        time.sleep(0.1)
+        try:
+            management_api("GET", "/overview")
+            return management_api
+        except subprocess.CalledProcessError:
+            time.sleep(0.1)
     raise RuntimeError("RabbitMQ management API did not come up")
 
 

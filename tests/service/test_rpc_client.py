@@ -1,8 +1,6 @@
 """The gateway's pooled RPC client against the real broker and a real nameko service:
 answers, typed errors, a service that is not running, and a reply sent while the
 reply connection is down."""
-import json
-import subprocess
 import threading
 from urllib.parse import quote
 
@@ -47,12 +45,6 @@ def client(settings, start_service):
     client.close()
 
 
-def _management(api, method, path):
-    result = subprocess.run(["curl", "-sf", "-u", "guest:guest", "-X", method, f"{api}{path}"],
-                            capture_output=True, text=True, check=True)
-    return json.loads(result.stdout) if result.stdout else None
-
-
 def test_answers_typed_errors_and_a_service_that_is_not_running(client):
     assert client.call("rpc_client_gate", "answer") == "answered"
     with pytest.raises(NotFound) as raised:
@@ -66,14 +58,14 @@ def test_a_reply_sent_while_the_reply_connection_is_down_still_reaches_its_calle
     assert client.call("rpc_client_gate", "answer") == "answered"  # the reply consumer is up
 
     def reply_connections():  # the management API lists a new connection within its stats interval
-        return [c["name"] for c in _management(rabbitmq_management, "GET", "/connections")
+        return [c["name"] for c in rabbitmq_management("GET", "/connections")
                 if c.get("client_properties", {}).get("connection_name", "").startswith(f"steward {CALLER} rpc replies")]
 
     replies = wait_for(reply_connections, what="the reply connection in the management API")
     assert len(replies) == 1
     waiting = eventlet.spawn(client.call, "rpc_client_gate", "answer", wait=True)
     assert received.wait(10)
-    _management(rabbitmq_management, "DELETE", f"/connections/{quote(replies[0], safe='')}")
+    rabbitmq_management("DELETE", f"/connections/{quote(replies[0], safe='')}")
     release.set()  # the reply goes out now, seconds before the consumer reconnects
 
     assert waiting.wait() == "answered"
