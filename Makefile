@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install lock up down logs test bench bench-gateway bench-notify bench-ingest bench-install bench-update bench-agent demo migrate clean
+.PHONY: install lock lock-deploy up down logs test test-serial compose-test wheelhouse images bench bench-gateway bench-notify bench-ingest bench-install bench-update bench-agent bench-console bench-faults bench-fleet bench-fleet-ramp demo migrate clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,9 +13,26 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+# The web console's modules (htm's Preact bundle, uPlot), exactly as package-lock.json pins them.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
-# Re-pin the dependency tree after changing requirements.in.
+install: $(VENV)/.installed node_modules/.installed
+
+# The tools that check k8s/ (kubernetes-validate, checkov) in a venv of their own: checkov's pins
+# conflict with the main environment's.
+DEPLOY_VENV ?= .venv-deploy
+$(DEPLOY_VENV)/.installed: requirements-deploy.lock
+	test -x $(DEPLOY_VENV)/bin/python || python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q -r requirements-deploy.lock
+	touch $@
+
+# Re-pin the dependency trees after changing requirements.in or requirements-deploy.in.
+lock-deploy:
+	python3 -m venv /tmp/steward-lock-deploy && /tmp/steward-lock-deploy/bin/pip install -q -r requirements-deploy.in && \
+	(echo '# Pinned tree of requirements-deploy.in (make lock-deploy).'; /tmp/steward-lock-deploy/bin/pip freeze) > requirements-deploy.lock
+
 lock:
 	python3 -m venv /tmp/steward-lock && /tmp/steward-lock/bin/pip install -q -r requirements.in && \
 	/tmp/steward-lock/bin/pip freeze --exclude-editable | grep -v '^steward' > requirements.lock
@@ -32,8 +49,41 @@ logs:
 migrate: install
 	$(PY) -m shared.migrations
 
-test: install
+# The tiers that run whole stacks (containers, `make up`) spend most of their time waiting on them: they run
+# in a second pytest beside the rest, with a database, vhost and temporary folder of their own, and their
+# report is printed after the rest's. `make test-serial` runs everything in one process.
+STACK_TIERS = tests/compose tests/e2e tests/contract
+test: install $(DEPLOY_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	@mkdir -p .steward; db=$${STEWARD_TEST_DB:-steward_test}; vhost=$${STEWARD_TEST_VHOST:-steward_test}; \
+	STEWARD_TEST_DB=$${db}_stacks STEWARD_TEST_VHOST=$${vhost}_stacks \
+	    $(PY) -m pytest -q --basetemp=/tmp/$${db}_stacks $(STACK_TIERS) > .steward/test-stacks.log 2>&1 & stacks=$$!; \
+	$(PY) -m pytest -q $(addprefix --ignore=,$(STACK_TIERS)); rest=$$?; \
+	wait $$stacks; stacked=$$?; echo "==== $(STACK_TIERS) (run beside the rest) ===="; cat .steward/test-stacks.log; \
+	echo "make test: the rest exited $$rest, the stack tiers $$stacked"; [ $$rest -eq 0 ] && [ $$stacked -eq 0 ]
+
+test-serial: install $(DEPLOY_VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The docker-compose stack with real containers (needs root: this machine's Docker engine).
+compose-test: install
+	$(PY) -m pytest -q tests/compose
+
+# Wheels of every pinned dependency, for the control-plane image (built with no index inside);
+# setuptools builds the project itself there (its services register as entry points): 70.1+
+# builds wheels without the wheel package, and before 80 pkg_resources (nameko) stays quiet.
+WHEELHOUSE_SETUPTOOLS = setuptools==75.8.0
+.wheelhouse/.built: requirements.lock Makefile
+	$(PIP) wheel -q -r requirements.lock $(WHEELHOUSE_SETUPTOOLS) -w .wheelhouse
+	touch $@
+
+wheelhouse: install .wheelhouse/.built
+
+# The control-plane image on the official Python base; `make images BASE_IMAGE=...` for another.
+BASE_IMAGE ?= python:3.11-slim-bookworm
+images: wheelhouse
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t steward/control-plane:0.1.0 .
 
 bench: bench-gateway bench-ingest bench-notify bench-agent bench-install bench-update
 
@@ -42,6 +92,9 @@ bench-gateway: install
 
 bench-notify: install
 	$(PY) -m bench.notify
+
+bench-backup: install
+	$(PY) -m bench.backup
 
 bench-ingest: install
 	$(PY) -m bench.ingest
@@ -61,6 +114,25 @@ bench-update: install
 # DNS counting exactness from 2,000 to ~33,000 queries/s (real knotd and agent), push backlog drain.
 bench-agent: install
 	$(PY) -m bench.agent
+
+# The web console with 10,000 servers in headless chromium: first page on screen, heartbeat to the bar (p95).
+bench-console: install
+	$(PY) -m bench.console
+
+# Faults injected into a stack of its own during mixed traffic: kill -9 of every process, broker connections closed,
+# database backends terminated, the whole stack stopped, a control-plane outage; lost/duplicated/late/false alarms.
+bench-faults: install
+	$(PY) -m bench.faults
+
+# N simulated agents (heartbeats over HTTP, statistics over AMQP) against the whole stack while operators list and open
+# details; 1 % go silent, 1 % misbehave. Per 30 s window and overall: rates, lag, list, down detection, CPU, memory.
+N ?= 10000
+bench-fleet: install
+	$(PY) -m bench.fleet -n $(N)
+
+# The same at N = 10,000, 30,000, 100,000 (and on while it holds): the table and the capacity model's inputs.
+bench-fleet-ramp: install
+	$(PY) -m bench.fleet --ramp
 
 clean: down
 	rm -rf $(VENV) .steward

@@ -18,6 +18,7 @@ from agent.messages import DNS, SYSTEM, utc_now
 from agent.pull import PullServer
 from agent.push import Publisher
 from agent.spool import Spool
+from agent.switches import Switches
 from agent.system_stats import SystemStats
 
 log = logging.getLogger("agent")
@@ -26,8 +27,9 @@ log = logging.getLogger("agent")
 class Collector:
     """Takes a system reading and closes a DNS period at their intervals, into the spool."""
 
-    def __init__(self, config, spool, counter, system_stats, before_last_period=lambda: None):
+    def __init__(self, config, spool, counter, system_stats, before_last_period=lambda: None, switches=None):
         self.spool = spool
+        self.switches = switches or Switches(os.path.join(config.spool_dir, "collect.json"))
         self.before_last_period = before_last_period
         self.counter = counter
         self.system_stats = system_stats
@@ -35,10 +37,12 @@ class Collector:
 
     def collect(self, kind):
         if kind == SYSTEM:
-            self.spool.append(SYSTEM, utc_now(), self.system_stats.collect())
+            if self.switches.on(SYSTEM):
+                self.spool.append(SYSTEM, utc_now(), self.system_stats.collect())
         else:
-            collected_at, data = self.counter.take()
-            self.spool.append(DNS, collected_at, data)
+            collected_at, data = self.counter.take()  # taken also when off: no stale counts once it is on again
+            if self.switches.on(DNS):
+                self.spool.append(DNS, collected_at, data)
 
     def run(self, stopping):
         due = {kind: time.monotonic() + interval for kind, interval in self.intervals.items()}

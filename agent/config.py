@@ -48,6 +48,8 @@ class AgentConfig:
             self.agent_token = str(merged["agent_token"])
             self.monitoring_url = merged["monitoring_url"].rstrip("/") if merged["monitoring_url"] else None
             self.verify_ca = merged["verify_ca"]
+            if self.verify_ca is not None and not isinstance(self.verify_ca, (bool, str)):
+                raise ValueError("verify_ca must be true, false or the path of a PEM file")
             self.communication_type = merged["communication_type"]
             self.rabbitmq = rabbitmq
             self.rabbitmq["port"] = int(rabbitmq["port"])

@@ -1,7 +1,7 @@
 """Per-record DNS hit counts: the question of each query Knot logged over dnstap,
 counted per (name, type) with the last access time, taken once per DNS interval."""
+import datetime
 import logging
-import struct
 import threading
 
 from agent.messages import iso, utc_now
@@ -17,7 +17,8 @@ QUERY_TYPES = {
     65: "HTTPS", 99: "SPF", 108: "EUI48", 109: "EUI64", 249: "TKEY", 250: "TSIG", 251: "IXFR",
     252: "AXFR", 255: "ANY", 256: "URI", 257: "CAA",
 }
-HEADER = struct.Struct(">HHHHHH")
+QUESTION = 12  # the question follows the 12-byte header
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 MAX_POINTERS = 64
 MAX_NAME_CHARS = 255  # the control plane's limit; longer only with escaped bytes
 MAX_RECORDS = 50000  # per period: a random-subdomain flood must not grow the message without bound
@@ -40,8 +41,8 @@ def _label_text(label):
     return "".join(out)
 
 
-def read_name(wire, offset):
-    """The name at ``offset`` (compression pointers followed) and the offset just past it."""
+def read_labels(wire, offset):
+    """The labels of the name at ``offset`` (compression pointers followed) and the offset just past it."""
     labels, end, jumps = [], None, 0
     while True:
         if offset >= len(wire):
@@ -57,8 +58,7 @@ def read_name(wire, offset):
         elif length & 0xC0:
             raise MalformedQuery("unknown label type")
         elif length == 0:
-            name = ".".join(_label_text(label) for label in labels) + "."
-            return name, (end if end is not None else offset + 1)
+            return labels, (end if end is not None else offset + 1)
         else:
             if offset + 1 + length > len(wire):
                 raise MalformedQuery("label runs past the message")
@@ -66,19 +66,52 @@ def read_name(wire, offset):
             offset += 1 + length
 
 
-def parse_question(wire):
-    """(name, type mnemonic) of a DNS message's first question."""
-    if len(wire) < HEADER.size:
-        raise MalformedQuery("shorter than a DNS header")
-    if HEADER.unpack_from(wire)[2] < 1:
-        raise MalformedQuery("no question")
-    name, offset = read_name(wire, HEADER.size)
-    if offset + 4 > len(wire):
+def question_key(wire):
+    """The first question of a DNS message as counted: its name in wire format without compression,
+    lower-cased, followed by its two type bytes. Cheap for the usual uncompressed question."""
+    if len(wire) < QUESTION or not (wire[4] or wire[5]):
+        raise MalformedQuery("no question" if len(wire) >= QUESTION else "shorter than a DNS header")
+    offset = QUESTION
+    try:
+        length = wire[offset]
+        while 0 < length < 0x40:
+            offset += 1 + length
+            length = wire[offset]
+    except IndexError:
+        raise MalformedQuery("name runs past the message") from None
+    if length:  # a compression pointer (or a reserved label type): the long way
+        labels, end = read_labels(wire, QUESTION)
+        name = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+    else:
+        end = offset + 1
+        name = wire[QUESTION:end]
+    if end + 4 > len(wire):
         raise MalformedQuery("question without type")
+    # bytes.lower() changes only A-Z: label lengths (at most 63) stay as they are.
+    return name.lower() + wire[end:end + 2]
+
+
+def record_of(key):
+    """(name, type mnemonic) of a question_key."""
+    labels, offset = [], 0
+    while key[offset]:
+        labels.append(key[offset + 1:offset + 1 + key[offset]])
+        offset += 1 + key[offset]
+    name = ".".join(_label_text(label) for label in labels) + "."
     if len(name) > MAX_NAME_CHARS:
         raise MalformedQuery("name longer than %d characters" % MAX_NAME_CHARS)
-    qtype = struct.unpack_from(">H", wire, offset)[0]
+    qtype = key[offset + 1] << 8 | key[offset + 2]
     return name, QUERY_TYPES.get(qtype, "TYPE%d" % qtype)
+
+
+def parse_question(wire):
+    """(name, type mnemonic) of a DNS message's first question."""
+    return record_of(question_key(wire))
+
+
+def microseconds(moment):
+    """A timezone-aware datetime as µs since the epoch, the unit the dnstap reader hands on."""
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 class DnsCounter:
@@ -93,43 +126,63 @@ class DnsCounter:
         self._reset()
 
     def _reset(self):
-        self._hits = {}
-        self._last_access = {}
+        self._hits = {}  # question_key -> [hits, last access in µs]
         self._total = 0
         self._untracked = 0
+        self._malformed = 0
 
-    def count(self, query):
-        """Count one query (a dnstap.DnstapQuery); its time is Knot's, else the time it arrived."""
-        when = query.query_time or self.clock()
-        try:
-            key = parse_question(query.wire)
-        except MalformedQuery as error:
-            log.debug("query without a usable question: %s", error)
-            key = None
+    def count(self, wires, times):
+        """Count a batch from the dnstap reader: each query's DNS bytes and Knot's time of it in µs
+        (None: the time it is counted). Per query a dict update and no more parsing than the
+        question's labels; names are spelled out once per record, in ``take``."""
+        arrival = None
         with self._lock:
-            self._total += 1
-            if key is None:
-                return
-            if key not in self._hits and len(self._hits) >= self.max_records:
-                self._untracked += 1  # still in the total
-                return
-            self._hits[key] = self._hits.get(key, 0) + 1
-            if key not in self._last_access or when > self._last_access[key]:
-                self._last_access[key] = when
+            hits = self._hits
+            for wire, when in zip(wires, times):
+                try:
+                    key = question_key(wire)
+                except MalformedQuery as error:
+                    log.debug("query without a usable question: %s", error)
+                    self._malformed += 1
+                    continue
+                if when is None:
+                    if arrival is None:
+                        arrival = microseconds(self.clock())
+                    when = arrival
+                entry = hits.get(key)
+                if entry is not None:
+                    entry[0] += 1
+                    if when > entry[1]:
+                        entry[1] = when
+                elif len(hits) < self.max_records:
+                    hits[key] = [1, when]
+                else:
+                    self._untracked += 1  # still in the total
+            self._total += len(wires)
 
     def take(self):
         """The period since the last take as the ``dns`` message's (collected_at, data); starts a new one."""
         with self._lock:
             now = self.clock()
-            hits, last_access, total, period_start = self._hits, self._last_access, self._total, self._period_start
-            untracked = self._untracked
+            hits, total, period_start = self._hits, self._total, self._period_start
+            untracked, malformed = self._untracked, self._malformed
             self._reset()
             self._period_start = now
         if untracked:
             log.warning("%d queries for names beyond %d distinct records were counted in the total only",
                         untracked, self.max_records)
-        records = [
-            {"name": name, "type": qtype, "hits": count, "last_access": iso(last_access[(name, qtype)])}
-            for (name, qtype), count in sorted(hits.items())
-        ]
-        return now, {"period_start": iso(period_start), "total": total, "records": records}
+        if malformed:
+            log.info("%d queries without a usable question were counted in the total only", malformed)
+        records = {}
+        for key, (count, last) in hits.items():
+            try:
+                record = record_of(key)
+            except MalformedQuery as error:
+                log.debug("query without a usable question: %s", error)
+                continue
+            records[record] = [count, last]
+        return now, {"period_start": iso(period_start), "total": total, "records": [
+            {"name": name, "type": qtype, "hits": count,
+             "last_access": iso(EPOCH + datetime.timedelta(microseconds=last))}
+            for (name, qtype), (count, last) in sorted(records.items())
+        ]}

@@ -3,12 +3,14 @@ agent token and the versions of the running components. It runs as its own
 service (pv_heartbeat.service), so it goes on while components or Docker are down."""
 import json
 import logging
-import ssl
+import os
 import urllib.error
 import urllib.request
 
 from agent import AGENT_VERSION
 from agent.messages import HEARTBEAT, envelope, utc_now
+from agent.switches import Switches
+from agent.tls import client_context
 
 log = logging.getLogger("agent.heartbeat")
 
@@ -38,7 +40,8 @@ class Heartbeat:
         self.clock = clock
         self.urlopen = urlopen
         self.url = config.monitoring_url + HEARTBEAT_PATH
-        self.context = ssl.create_default_context(cafile=config.verify_ca) if self.url.startswith("https:") else None
+        self.context = client_context(config.verify_ca) if self.url.startswith("https:") else None
+        self.switches = Switches(os.path.join(config.spool_dir, "collect.json"))
 
     def message(self):
         data = {"agent_version": AGENT_VERSION, "versions": running_versions(self.config.components_file)}
@@ -54,10 +57,20 @@ class Heartbeat:
         )
         try:
             with self.urlopen(request, timeout=self.config.http_timeout, context=self.context) as response:
+                self._follow(response.read(64 * 1024))
                 return response.status
         except urllib.error.HTTPError as error:
             log.warning("heartbeat refused: HTTP %d %s", error.code, error.read(500).decode("utf-8", "replace"))
             return error.code
+
+    def _follow(self, body):
+        """The answer says which collectors the admin settings want on: the statistics process reads it."""
+        try:
+            collect = json.loads(body.decode("utf-8")).get("collect")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(collect, dict):
+            self.switches.save(collect)
 
     def run(self, stopping):
         while not stopping.is_set():

@@ -1,6 +1,8 @@
 """Push mode: publish spooled messages to the broker with publisher confirms; a
 message leaves the spool only once the broker confirmed it, so a broker that
-is down or restarting loses nothing (the backlog goes out when it is back)."""
+is down or restarting loses nothing (the backlog goes out when it is back).
+Each message names the agent's broker user as ``user_id``, which RabbitMQ
+checks: monitoring-ingest stores only what a server's own user sent for it."""
 import json
 import logging
 import ssl
@@ -43,6 +45,7 @@ class Publisher:
     def __init__(self, spool, rabbitmq, retry_seconds=2.0, connect=pika.BlockingConnection):
         self.spool = spool
         self.parameters = connection_parameters(rabbitmq)
+        self.user = rabbitmq["user"]
         self.retry_seconds = retry_seconds
         self.connect = connect
 
@@ -92,6 +95,7 @@ class Publisher:
                     content_type="application/json",
                     delivery_mode=2,  # persistent
                     message_id="%s.%s.%s" % (message["server_id"], message["kind"], message["seq"]),
+                    user_id=self.user,
                 ),
                 mandatory=True,  # no queue bound yet: keep it spooled rather than lose it
             )

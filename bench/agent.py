@@ -1,16 +1,18 @@
 """make bench-agent: the agent's two hot paths, on real parts.
 
 * DNS counting: knotd with mod-dnstap and the agent (pull mode) as real
-  processes; SENDERS threads send QUERIES UDP queries for a spread of names at
-  each of RATES. Printed: queries/s answered, how many the agent counted (and
-  whether per record exactly), how long after the last answer the last count
-  arrived, and the agent's CPU per 1,000 queries. Knot's dnstap writer drops
-  frames when the reader falls behind, so a shortfall means the agent (or this
-  shared 2-core machine) could not keep up with that rate.
+  processes; SENDERS processes send UDP queries for a spread of names at each
+  of RATES for SECONDS (at least MIN_QUERIES), each keeping up to WINDOW queries
+  in flight. Printed per rate: queries sent and answered by knotd, how many the
+  agent counted and whether per record exactly, how long after the last answer
+  the last count arrived, and the agent's CPU per 1,000 queries. Knot's dnstap
+  writer drops frames when the reader falls behind, so a shortfall means the
+  agent (or this shared 2-core machine) could not keep up with that rate.
 * Push backlog: BACKLOG spooled messages drained by the agent's publisher to
   the machine's RabbitMQ with publisher confirms (vhost steward_bench_agent).
   Printed: messages/s confirmed.
 """
+import multiprocessing
 import os
 import socket
 import struct
@@ -23,6 +25,7 @@ from datetime import datetime, timezone
 
 import pika
 
+from agent.dnstap import decode_frames
 from agent.push import EXCHANGE, Publisher
 from agent.spool import Spool
 from bench.common import ROOT, process_cpu_seconds
@@ -31,10 +34,14 @@ from bench.common import ROOT, process_cpu_seconds
 sys.path.insert(0, str(ROOT / "tests" / "agent"))
 from agent_lab import AgentProcess, Knot, dns_totals, free_port, http_get, wait_for  # noqa: E402
 
-QUERIES = 30_000
-SENDERS = 4
 RATES = (2_000, 10_000, 20_000, None)  # queries/s offered to knotd; None: as fast as it answers
+SECONDS = 5  # of traffic per rate
+MIN_QUERIES = 20_000
+FULL_SPEED_QUERIES = 100_000
+SENDERS = 8  # processes, a socket each: many clients, spread over knotd's UDP workers as real traffic is
+WINDOW = 16  # queries in flight per sender
 NAMES = [("www.test", 1), ("www.test", 28), ("pvverify.test", 16), ("mail.test", 15), ("missing.test", 1)]
+TYPE_NAMES = {1: "A", 28: "AAAA", 16: "TXT", 15: "MX"}
 BACKLOG = 5_000
 VHOST = "steward_bench_agent"
 
@@ -44,24 +51,86 @@ def query_wire(qid, name, qtype):
     return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack(">HH", qtype, 1)
 
 
-def send(knot, count, offset, answered, rate):
-    """``count`` queries, paced to ``rate`` per second (None: as fast as answers come)."""
-    started = time.perf_counter()
+WIRES = [query_wire(0, name, qtype)[2:] for name, qtype in NAMES]  # all but the id
+
+
+def send(address, port, count, rate, results):
+    """``count`` queries paced to ``rate`` per second (None: as fast as answers come), WINDOW in
+    flight; puts (sent, answers per NAMES index) on ``results``. A query's id picks its name."""
+    wires = WIRES
+    answered = [0] * len(NAMES)
+    sent = in_flight = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         udp.settimeout(2)
-        udp.connect((knot.address, knot.port))
-        for i, n in enumerate(range(offset, offset + count)):
-            if rate and i % 50 == 0:
-                ahead = started + i / rate - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
-            name, qtype = NAMES[n % len(NAMES)]
-            udp.send(query_wire(n & 0xFFFF, name, qtype))
-            udp.recv(4096)
-            answered[(name + ".", qtype)] = answered.get((name + ".", qtype), 0) + 1
+        udp.connect((address, port))
+        started = time.perf_counter()
+        while sent < count or in_flight:
+            if sent < count and in_flight < WINDOW:
+                ahead = started + sent / rate - time.perf_counter() if rate else 0
+                if ahead <= 0 or not in_flight:
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    qid = sent & 0xFFFF
+                    udp.send(struct.pack(">H", qid) + wires[qid % len(wires)])
+                    sent += 1
+                    in_flight += 1
+                    continue
+            try:
+                answer = udp.recv(4096)
+            except socket.timeout:
+                break  # lost on the way: not counted as answered
+            in_flight -= 1
+            answered[struct.unpack_from(">H", answer)[0] % len(wires)] += 1
+    results.put((sent, answered))
+
+
+def queries_for(rate):
+    return max(MIN_QUERIES, rate * SECONDS) if rate else FULL_SPEED_QUERIES
+
+
+def offer(knot, rate):
+    """Sends queries_for(rate) queries to knot from SENDERS processes: (sent, answers per record, seconds)."""
+    per_sender = queries_for(rate) // SENDERS
+    processes = multiprocessing.get_context("fork")
+    results = processes.Queue()
+    senders = [processes.Process(target=send, args=(knot.address, knot.port, per_sender, rate / SENDERS if rate else None,
+                                                    results)) for _ in range(SENDERS)]
+    started = time.perf_counter()
+    for sender in senders:
+        sender.start()
+    outcomes = [results.get(timeout=600) for _ in senders]
+    elapsed = time.perf_counter() - started
+    for sender in senders:
+        sender.join()
+    expected = {}
+    for _, answered in outcomes:
+        for (name, qtype), count in zip(NAMES, answered):
+            key = (name + ".", TYPE_NAMES[qtype])
+            expected[key] = expected.get(key, 0) + count
+    return sum(sent for sent, _ in outcomes), expected, elapsed
+
+
+def knot_alone(directory, rate):
+    """The same traffic with knotd's dnstap going to a file: the share of frames knotd itself delivers,
+    which no reader can beat (its writer drops when its I/O thread is not scheduled in time)."""
+    os.makedirs(os.path.join(directory, "knot"))
+    tap = os.path.join(directory, "capture.tap")
+    knot = Knot(os.path.join(directory, "knot"), None, file_sink=tap).start()
+    try:
+        _, expected, _ = offer(knot, rate)
+    finally:
+        knot.stop()  # flushes and closes the file
+    with open(tap, "rb") as handle:
+        stream = handle.read()
+    wires, times = [], []
+    start = 8 + struct.unpack_from(">I", stream, 4)[0]  # past the file's START control frame
+    decode_frames(stream[start:], wires, times)
+    return len(wires), sum(expected.values())
 
 
 def bench_dns(directory, rate):
+    """One rate's figures: (label, sent, answered, counted, exact, agent ms per 1,000 queries)."""
     dnstap_socket, port = os.path.join(directory, "dnstap.sock"), free_port()
     agent = AgentProcess(directory).start(
         "stats", server_id=1, agent_token="bench", communication_type="pull", dns_interval_seconds=1,
@@ -75,22 +144,9 @@ def bench_dns(directory, rate):
         knot = Knot(os.path.join(directory, "knot"), dnstap_socket).start()
         agent.wait_for_knot()
         cpu_before = process_cpu_seconds(agent.process.pid)
-        per_sender = QUERIES // SENDERS
-        answered = [dict() for _ in range(SENDERS)]
-        sender_rate = rate / SENDERS if rate else None
-        threads = [threading.Thread(target=send, args=(knot, per_sender, i * per_sender, answered[i], sender_rate))
-                   for i in range(SENDERS)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        sent = SENDERS * per_sender
-        expected = {}
-        for part in answered:
-            for key, count in part.items():
-                expected[key] = expected.get(key, 0) + count
+        sent, expected, elapsed = offer(knot, rate)
+        last_answer = time.perf_counter()
+        answered_total = sum(expected.values())
         url = "http://127.0.0.1:%d/v1/stats?limit=1000" % port
         items, cursor = [], [0]
 
@@ -100,10 +156,9 @@ def bench_dns(directory, rate):
                 page = http_get("%s&after=%d" % (url, cursor[0]), "bench")[1]
                 items.extend(page["items"])
                 if not page["items"]:
-                    return dns_totals(items)[2] >= sent
+                    return dns_totals(items)[2] >= answered_total
                 cursor[0] = page["next_cursor"]
 
-        last_answer = time.perf_counter()
         try:
             wait_for(counted, timeout=10, interval=0.2)
             lag = "%.2f s" % (time.perf_counter() - last_answer)
@@ -113,13 +168,15 @@ def bench_dns(directory, rate):
         counted()
         cpu = process_cpu_seconds(agent.process.pid) - cpu_before
         hits, _, total = dns_totals(items)
-        names = {(name, qtype): count for (name, qtype), count in hits.items()}
-        expected_named = {(name, {1: "A", 28: "AAAA", 16: "TXT", 15: "MX"}[qtype]): c for (name, qtype), c in expected.items()}
-        print("dns counting at %s: %d queries answered by knotd in %.2f s (%.0f queries/s, %d senders)"
-              % ("%d queries/s" % rate if rate else "full speed", sent, elapsed, sent / elapsed, SENDERS))
+        exact = hits == expected and total == answered_total
+        label = "%d queries/s" % rate if rate else "full speed"
+        per_thousand = 1e6 * cpu / max(answered_total, 1)
+        print("dns counting at %s: %d queries sent, %d answered by knotd in %.2f s (%.0f queries/s, %d senders)"
+              % (label, sent, answered_total, elapsed, answered_total / elapsed, SENDERS))
         print("  agent counted %d of %d (%.2f %%); per record exact: %s; all counted %s after the last answer"
-              % (total, sent, 100.0 * total / sent, names == expected_named, lag))
-        print("  agent CPU %.2f s (%.1f ms per 1,000 queries)" % (cpu, 1e6 * cpu / max(sent, 1)))
+              % (total, answered_total, 100.0 * total / max(answered_total, 1), exact, lag))
+        print("  agent CPU %.2f s (%.1f ms per 1,000 queries)" % (cpu, per_thousand), flush=True)
+        return "%s (%.0f/s)" % (label, answered_total / elapsed), sent, answered_total, total, exact, per_thousand
     finally:
         if knot:
             knot.stop()
@@ -158,11 +215,25 @@ def bench_push(directory):
 
 def main():
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as directory:
+        rows = []
         for rate in RATES:
             run = os.path.join(directory, "dns-%s" % (rate or "max"))
             os.makedirs(run)
-            bench_dns(run, rate)
-        bench_push(directory)
+            row = bench_dns(run, rate)
+            alone = os.path.join(directory, "knot-alone-%s" % (rate or "max"))
+            os.makedirs(alone)
+            delivered, answered = knot_alone(alone, rate)
+            print("  knotd alone (dnstap to a file, same traffic): %d frames of %d answered (%.2f %%)"
+                  % (delivered, answered, 100.0 * delivered / max(answered, 1)), flush=True)
+            rows.append(row + ("%d/%d" % (delivered, answered),))
+        print("\n%-26s %8s %8s %8s %6s %12s %16s" % (
+            "offered (achieved)", "sent", "answered", "counted", "exact", "agent CPU ms", "knotd alone"))
+        print("%-26s %8s %8s %8s %6s %12s %16s" % ("", "", "", "", "", "per 1,000 q", "to a file"))
+        for label, sent, answered, counted, exact, per_thousand, alone in rows:
+            print("%-26s %8d %8d %8d %6s %12.1f %16s" % (label, sent, answered, counted, "yes" if exact else "NO",
+                                                         per_thousand, alone))
+        if "--dns-only" not in sys.argv:
+            bench_push(directory)
 
 
 if __name__ == "__main__":

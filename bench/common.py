@@ -23,9 +23,11 @@ def percentile(samples, fraction):
 
 
 def bench_environment(name):
-    """Environment for a benchmark: its own database and vhost, recreated."""
+    """Environment for a benchmark: its own database and vhost, recreated (``STEWARD_BENCH_SUFFIX`` is
+    appended to the name, so that runs on one machine keep apart)."""
+    name += os.environ.get("STEWARD_BENCH_SUFFIX", "")
     drop_database(name, recreate=True)
-    ensure_vhost(name)
+    ensure_vhost(name, recreate=True)  # an earlier run's queued messages would be counted in this one
     env = dict(os.environ, STEWARD_DB_NAME=name, STEWARD_AMQP_VHOST=name, STEWARD_SECRET_KEY="bench-secret", STEWARD_LOG_LEVEL="WARNING")
     os.environ.update(env)
     return env

@@ -49,9 +49,9 @@ def main():
     from shared.rpc import RpcClient
 
     work = Path(tempfile.mkdtemp(prefix="bench-notify-"))
-    config = yaml.safe_load(DEFAULT_PATH.read_text())
-    config["notifier"] = {"digest_window_seconds": args.window, "poll_seconds": args.poll}
-    (work / "steward.yaml").write_text(yaml.safe_dump(config))
+    # Appended as text: each process substitutes the file's ${...} in its own environment.
+    notifier = {"digest_window_seconds": args.window, "poll_seconds": args.poll}
+    (work / "steward.yaml").write_text(DEFAULT_PATH.read_text() + yaml.safe_dump({"notifier": notifier}))
     env["STEWARD_CONFIG"] = str(work / "steward.yaml")
     os.environ["STEWARD_CONFIG"] = env["STEWARD_CONFIG"]
     settings = load_settings()

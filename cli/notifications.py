@@ -17,10 +17,9 @@
 Secrets (SMTP password, webhook signing secret, chat webhook URL) come from a
 file (``-`` for stdin), never from the command line.
 """
-import json
-
 from cli.api import ApiError
-from cli.output import as_json, record, table
+from cli.arguments import UsageError, parse_value, read_input
+from cli.output import as_json, listing, record, table
 
 SECRET_FIELD = {"email": "password", "webhook": "secret", "chat": "url"}
 DELIVERY_COLUMNS = [("id", "id"), ("channel", "channel_name"), ("status", "status"), ("items", "item_count"),
@@ -28,22 +27,13 @@ DELIVERY_COLUMNS = [("id", "id"), ("channel", "channel_name"), ("status", "statu
                     ("delivered", "delivered_at"), ("last error", "last_error")]
 
 
-def _read(path):
-    from cli.main import _read_secret  # the one way the CLI reads a secret file (- for stdin)
-
-    return _read_secret(path)
-
-
 def _settings(assignments):
     settings = {}
     for text in assignments or []:
         key, sep, raw = text.partition("=")
         if not sep or not key:
-            raise ApiError(2, {"message": f"--set takes KEY=VALUE, not {text!r}"})
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
+            raise UsageError(f"--set takes KEY=VALUE, not {text!r}")
+        value = parse_value(raw)
         if key == "recipients" and isinstance(value, str):
             value = [r for r in value.split(",") if r]
         settings[key] = value
@@ -67,17 +57,15 @@ def _rule(api, ref):
 
 def channels_list(api, args):
     channels = api.get("/notifications/channels")
-    if args.json:
-        return as_json(channels)
-    table(channels, [("id", "id"), ("name", "name"), ("kind", "kind"), ("enabled", "enabled"),
-                     ("settings", lambda c: {k: v for k, v in c["settings"].items() if v is not None})])
+    listing(args, channels, [("id", "id"), ("name", "name"), ("kind", "kind"), ("enabled", "enabled"),
+                             ("settings", lambda c: {k: v for k, v in c["settings"].items() if v is not None})])
 
 
 def channels_create(api, args):
     settings = _settings(args.set)
     if args.secret_file:
-        settings[SECRET_FIELD[args.kind]] = _read(args.secret_file)
-    channel = api.post("/notifications/channels", {"name": args.name, "kind": args.kind, "settings": settings})
+        settings[SECRET_FIELD[args.kind]] = read_input(args.secret_file)
+    channel = api.create("/notifications/channels", {"name": args.name, "kind": args.kind, "settings": settings})
     if args.json:
         return as_json(channel)
     print(f"created {channel['kind']} channel {channel['name']} (id {channel['id']})")
@@ -101,12 +89,11 @@ def channels_delete(api, args):
 
 def rules_list(api, args):
     rules = api.get("/notifications/rules")
-    if args.json:
-        return as_json(rules)
-    table(rules, [("id", "id"), ("name", "name"), ("enabled", "enabled"),
-                  ("events", lambda r: r["event_types"] or "all"), ("min severity", "min_severity"),
-                  ("servers", lambda r: r["server_ids"] or (f"name ~ {r['server_search']}" if r["server_search"] else "all")),
-                  ("channels", "channel_ids")])
+    listing(args, rules, [("id", "id"), ("name", "name"), ("enabled", "enabled"),
+                          ("events", lambda r: r["event_types"] or "all"), ("min severity", "min_severity"),
+                          ("servers", lambda r: r["server_ids"]
+                           or (f"name ~ {r['server_search']}" if r["server_search"] else "all")),
+                          ("channels", "channel_ids")])
 
 
 def rules_create(api, args):
@@ -114,7 +101,7 @@ def rules_create(api, args):
             "event_types": args.event or [], "min_severity": args.min_severity, "server_ids": args.server or []}
     if args.search:
         body["server_search"] = args.search
-    rule = api.post("/notifications/rules", body)
+    rule = api.create("/notifications/rules", body)
     if args.json:
         return as_json(rule)
     print(f"created rule {rule['name']} (id {rule['id']})")
@@ -129,15 +116,13 @@ def rules_delete(api, args):
 def templates_list(api, args):
     templates = [t for t in api.get("/notifications/templates")
                  if (not args.event or t["event_type"] == args.event) and (not args.kind or t["channel_kind"] == args.kind)]
-    if args.json:
-        return as_json(templates)
-    table(templates, [("id", "id"), ("event", "event_type"), ("kind", "channel_kind"), ("overridden", "overridden"),
-                      ("subject", "subject")])
+    listing(args, templates, [("id", "id"), ("event", "event_type"), ("kind", "channel_kind"), ("overridden", "overridden"),
+                              ("subject", "subject")])
 
 
 def templates_set(api, args):
-    template = api.post("/notifications/templates", {"event_type": args.event, "channel_kind": args.kind,
-                                                     "subject": _read(args.subject_file), "body": _read(args.body_file)})
+    template = api.create("/notifications/templates", {"event_type": args.event, "channel_kind": args.kind,
+                                                     "subject": read_input(args.subject_file), "body": read_input(args.body_file)})
     if args.json:
         return as_json(template)
     print(f"saved template {template['id']} for {template['event_type']} on {template['channel_kind']} channels")
@@ -151,9 +136,7 @@ def templates_delete(api, args):
 def deliveries_list(api, args):
     channel_id = _channel(api, args.channel)["id"] if args.channel else None
     rows = api.get("/notifications/deliveries", status=args.status, channel_id=channel_id, limit=args.limit)
-    if args.json:
-        return as_json(rows)
-    table(rows, DELIVERY_COLUMNS)
+    listing(args, rows, DELIVERY_COLUMNS)
 
 
 def _show_delivery(delivery, args):

@@ -26,6 +26,13 @@ def table(rows, columns):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+def listing(args, rows, columns):
+    """``rows`` as JSON with --json, else as a table of ``columns``."""
+    if args.json:
+        return as_json(rows)
+    table(rows, columns)
+
+
 def record(data):
     width = max((len(k) for k in data), default=0)
     for key, value in data.items():

@@ -1,58 +1,18 @@
-"""CLI for the provisioner: `steward servers install|bundle`, `steward tasks show`.
+"""CLI for the provisioner: `steward servers install|bundle`.
 
     steward servers install dns-1 [--no-wait]    push install over SSH, with a progress bar
     steward servers bundle dns-1 [-o FILE]       setup-<id>.tar for a manual install
-    steward tasks show TASK_ID [--log]           a task's state, and its step log
 """
 import sys
-import time
 
-from cli.api import ApiError
-from cli.output import as_json, record, table
-
-FINISHED = ("succeeded", "failed", "rolled_back")
-BAR_WIDTH = 30
-
-
-def _find_server(api, ref):
-    from cli.main import find_server  # the one lookup by id or name
-
-    return find_server(api, ref)
-
-
-def progress_line(task):
-    """`[#########.....]  5/16 upload` for a task."""
-    count = task["step_count"] or 1
-    # A step counts as done once the next one started, or when the task succeeded.
-    done = count if task["state"] == "succeeded" else max(task["step_index"] - 1, 0)
-    filled = BAR_WIDTH * done // count
-    step = task["current_step"] or task["state"]
-    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {task['step_index']:>2}/{count} {step:<22} {task['state']}"
-
-
-def follow(api, task_id, out=sys.stdout, interval=0.5, sleep=time.sleep):
-    """Redraw the bar until the task finishes; returns the finished task."""
-    interactive = out.isatty()
-    last = None
-    while True:
-        task = api.get(f"/tasks/{task_id}")
-        line = progress_line(task)
-        if interactive:
-            out.write("\r" + line)
-        elif line != last:
-            out.write(line + "\n")
-        out.flush()
-        last = line
-        if task["state"] in FINISHED:
-            if interactive:
-                out.write("\n")
-            return task
-        sleep(interval)
+from cli.output import as_json
+from cli.servers import find_server
+from cli.tasks import follow
 
 
 def servers_install(api, args):
-    server = _find_server(api, args.server)
-    task = api.post(f"/servers/{server['id']}/actions/push-install")
+    server = find_server(api, args.server)
+    task = api.create(f"/servers/{server['id']}/actions/push-install")
     if args.no_wait:
         if args.json:
             return as_json(task)
@@ -71,10 +31,8 @@ def servers_install(api, args):
 
 
 def servers_bundle(api, args):
-    server = _find_server(api, args.server)
-    response = api.session.get(f"{api.base}/servers/{server['id']}/bundle", timeout=api.timeout)
-    if response.status_code >= 400:
-        raise ApiError(response.status_code, response.json())
+    server = find_server(api, args.server)
+    response = api.download(f"/servers/{server['id']}/bundle")
     path = args.output or f"setup-{server['id']}.tar"
     with open(path, "wb") as handle:
         handle.write(response.content)
@@ -86,20 +44,7 @@ def servers_bundle(api, args):
     print("it holds the server's agent token and broker password: keep it private, delete it after the install")
 
 
-def tasks_show(api, args):
-    task = api.get(f"/tasks/{args.task}")
-    log = api.get(f"/tasks/{args.task}/log") if args.log else None
-    if args.json:
-        return as_json(dict(task, log=log["steps"]) if log else task)
-    record(task)
-    if log:
-        for step in log["steps"]:
-            print(f"\n== {step['position']}. {step['name']}: {step['state']} ({step['duration_ms']} ms)")
-            if step["output"]:
-                print(step["output"])
-
-
-def add_commands(groups, servers):
+def add_commands(servers):
     p = servers.add_parser("install", help="install the agent and components over SSH (progress bar)")
     p.add_argument("server", help="id or name")
     p.add_argument("--no-wait", action="store_true", help="print the task id and return")
@@ -108,9 +53,3 @@ def add_commands(groups, servers):
     p.add_argument("server", help="id or name")
     p.add_argument("-o", "--output", help="file to write (default setup-<id>.tar)")
     p.set_defaults(func=servers_bundle)
-
-    tasks = groups.add_parser("tasks", help="install tasks").add_subparsers(dest="command", required=True)
-    p = tasks.add_parser("show", help="a task's state and progress")
-    p.add_argument("task", help="task id")
-    p.add_argument("--log", action="store_true", help="also each step's output")
-    p.set_defaults(func=tasks_show)

@@ -4,25 +4,20 @@
     steward versions upload dns-2.tar.gz [--component dns]
     steward servers update dns-1 [--component dns] [--version 2] [--wait]
     steward servers update-log TASK_ID
-    steward servers diagnose dns-1 [--log]
+    steward servers diagnose dns-1 [--log] [--no-wait]
     steward rollouts create (--servers 1,2,3 | --search dns | --all-running) [--component dns] [--version 2]
                             [--canary 1] [--batch-size 5] [--max-failures 1]
     steward rollouts list | show ID | resume ID | cancel ID
 """
 import argparse
+import io
 import os
 import time
 
-from cli.api import ApiError
-from cli.output import as_json, record, table
-
-FINISHED = ("succeeded", "failed", "rolled_back")
-
-
-def _find_server(api, ref):
-    from cli.main import find_server  # the one lookup by id or name
-
-    return find_server(api, ref)
+from cli.output import as_json, listing, record, table
+from cli.servers import find_server
+from cli.tasks import FINISHED, follow
+from shared.components import INSTALLABLE
 
 
 def versions_list(api, args):
@@ -38,8 +33,8 @@ def versions_list(api, args):
 def versions_upload(api, args):
     size = os.path.getsize(args.file)
     with open(args.file, "rb") as handle:  # requests streams an open file; it is never read whole
-        version = api.request("POST", "/versions", data=handle, params={"component": args.component} if args.component else None,
-                              headers={"Content-Type": "application/gzip", "Content-Length": str(size)})
+        version = api.create("/versions", data=handle, params={"component": args.component} if args.component else None,
+                             headers={"Content-Type": "application/gzip", "Content-Length": str(size)})
     if args.json:
         return as_json(version)
     print(f"added {version['component']} {version['version']} (sha256 {version['sha256'][:12]}, {version['size_bytes']} bytes)")
@@ -54,9 +49,9 @@ def _print_task(task):
 
 
 def servers_update(api, args):
-    server = _find_server(api, args.server)
+    server = find_server(api, args.server)
     body = {k: v for k, v in (("component", args.component), ("version", args.version)) if v}
-    accepted = api.post(f"/servers/{server['id']}/actions/push-update", body)
+    accepted = api.create(f"/servers/{server['id']}/actions/push-update", body)
     if not args.wait:
         if args.json:
             return as_json(accepted)
@@ -79,28 +74,26 @@ def servers_update(api, args):
     return 0 if task["state"] == "succeeded" else 1
 
 
-def _download(api, path):
-    """A text body (a log), with the API's JSON errors as usual."""
-    response = api.session.get(api.base + path, timeout=api.timeout)
-    if response.status_code >= 400:
-        raise ApiError(response.status_code, response.json())
-    return response.text
-
-
 def servers_update_log(api, args):
-    print(_download(api, f"/update-tasks/{args.task}/log"), end="")
+    print(api.download(f"/update-tasks/{args.task}/log").text, end="")
 
 
 def servers_diagnose(api, args):
-    server = _find_server(api, args.server)
-    run = api.post(f"/servers/{server['id']}/actions/diagnostics")
+    """Start a diagnostics run (a task), follow it to its end, then show each check's result."""
+    server = find_server(api, args.server)
+    run = api.create(f"/servers/{server['id']}/actions/diagnostics")
+    if args.no_wait:
+        return as_json(run) if args.json else print(f"diagnostics task {run['id']} on {server['name']}: {run['state']} "
+                                                    f"(follow it: steward tasks log {run['id']})")
+    follow(api, run["id"], out=io.StringIO() if args.json else None, interval=args.poll_seconds)
+    run = api.get(f"/servers/{server['id']}/diagnostics/{run['id']}")
     if args.json:
         return as_json(run)
-    print(f"diagnostics run {run['id']} on {server['name']}: {run['state']}")
+    print(f"diagnostics task {run['id']} on {server['name']}: {run['state']}")
     table(run["checks"], [("check", "name"), ("status", "status"), ("message", "message")])
     if args.log:
-        print(_download(api, f"/servers/{server['id']}/diagnostics/{run['id']}/log"), end="")
-    return 0 if run["state"] == "passed" else 1
+        print(api.download(f"/servers/{server['id']}/diagnostics/{run['id']}/log").text, end="")
+    return 0 if run["state"] == "succeeded" else 1
 
 
 def _print_rollout(rollout):
@@ -114,7 +107,7 @@ def _print_rollout(rollout):
 def rollouts_create(api, args):
     body = {"canary_size": args.canary, "batch_size": args.batch_size, "max_failures": args.max_failures}
     if args.servers:
-        body["server_ids"] = [_find_server(api, ref)["id"] for ref in args.servers.split(",") if ref]
+        body["server_ids"] = [find_server(api, ref)["id"] for ref in args.servers.split(",") if ref]
     elif args.search:
         body["search"] = args.search
     else:
@@ -122,7 +115,7 @@ def rollouts_create(api, args):
     for key, value in (("component", args.component), ("version", args.version)):
         if value:
             body[key] = value
-    rollout = api.post("/rollouts", body)
+    rollout = api.create("/rollouts", body)
     if args.json:
         return as_json(rollout)
     _print_rollout(rollout)
@@ -130,10 +123,8 @@ def rollouts_create(api, args):
 
 def rollouts_list(api, args):
     rollouts = api.get("/rollouts")
-    if args.json:
-        return as_json(rollouts)
-    table(rollouts, [("id", "id"), ("state", "state"), ("component", "component"), ("version", "target_version"),
-                     ("servers", lambda r: len(r["servers"])), ("outcomes", "counts"), ("created", "created_at")])
+    listing(args, rollouts, [("id", "id"), ("state", "state"), ("component", "component"), ("version", "target_version"),
+                             ("servers", lambda r: len(r["servers"])), ("outcomes", "counts"), ("created", "created_at")])
 
 
 def rollouts_show(api, args):
@@ -150,7 +141,7 @@ def add_commands(groups, servers):
     """Adds the updater's commands to the parser: under `servers`, and the groups `versions` and `rollouts`."""
     p = servers.add_parser("update", help="push an update to a server's components")
     p.add_argument("server", help="id or name")
-    p.add_argument("--component", choices=["dns", "dhcp", "monitor"])
+    p.add_argument("--component", choices=INSTALLABLE)
     p.add_argument("--version", help="target version (default: the newest)")
     p.add_argument("--wait", action="store_true", help="follow the task until it ends")
     p.add_argument("--poll-seconds", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -158,19 +149,21 @@ def add_commands(groups, servers):
     p = servers.add_parser("update-log", help="download an update task's step log")
     p.add_argument("task", help="task id")
     p.set_defaults(func=servers_update_log)
-    p = servers.add_parser("diagnose", help="run diagnostics on a server")
+    p = servers.add_parser("diagnose", help="run diagnostics on a server (a task: followed to its end)")
     p.add_argument("server", help="id or name")
     p.add_argument("--log", action="store_true", help="also print the run's log")
+    p.add_argument("--no-wait", action="store_true", help="only start it; print the task's id")
+    p.add_argument("--poll-seconds", type=float, default=0.5, help=argparse.SUPPRESS)
     p.set_defaults(func=servers_diagnose)
 
     versions = groups.add_parser("versions", help="component versions (the update catalog)")
     versions = versions.add_subparsers(dest="command", required=True)
     p = versions.add_parser("list", help="list versions")
-    p.add_argument("--component", choices=["dns", "dhcp", "monitor"])
+    p.add_argument("--component", choices=INSTALLABLE)
     p.set_defaults(func=versions_list)
     p = versions.add_parser("upload", help="upload an image file (local update mode)")
     p.add_argument("file")
-    p.add_argument("--component", choices=["dns", "dhcp", "monitor"], help="refuse the file unless it is this component")
+    p.add_argument("--component", choices=INSTALLABLE, help="refuse the file unless it is this component")
     p.set_defaults(func=versions_upload)
 
     rollouts = groups.add_parser("rollouts", help="update many servers in waves").add_subparsers(dest="command", required=True)
@@ -179,7 +172,7 @@ def add_commands(groups, servers):
     chosen.add_argument("--servers", metavar="LIST", help="comma separated ids or names")
     chosen.add_argument("--search", help="servers whose name contains this")
     chosen.add_argument("--all-running", action="store_true", help="every running server")
-    p.add_argument("--component", choices=["dns", "dhcp", "monitor"])
+    p.add_argument("--component", choices=INSTALLABLE)
     p.add_argument("--version")
     p.add_argument("--canary", type=int, default=1, help="servers in the first wave (default 1)")
     p.add_argument("--batch-size", type=int, default=5)

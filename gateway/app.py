@@ -1,100 +1,100 @@
 """``create_app(settings)`` builds the API from what it is given; ``get_app()`` is gunicorn's entry."""
+import inspect
+
 import falcon
 
 from gateway import errors
-from gateway.middleware import Authentication, PrincipalCache, RequestContext
-from gateway.resources.docs import SWAGGER_STATIC, OpenAPIDocument, SwaggerPage
-from gateway.resources.health import Health
-from gateway.resources.identity import TokenCollection, TokenItem, UserCollection, UserItem
-from gateway.resources import monitoring as monitoring_resources
-from gateway.resources import notifier as notifications
-from gateway.resources import updater as updates
-from gateway.resources import provisioner as provisioning
-from gateway.resources import tasks
-from gateway.resources.servers import ServerCollection, ServerItem
-from gateway.resources.settings import RabbitMQTest, Settings
-from gateway.routes import OPERATIONS, PREFIX
-from shared.config import SERVICES, load_settings
+from gateway.middleware import Authentication, OperationContext, PrincipalCache, RequestContext, ResponseHeaders
+from gateway.asyncapi import build_asyncapi
+from gateway.openapi import build_spec
+from gateway.resources.console import CONSOLE_DIR, STATIC_PREFIX, VENDOR
+from gateway.resources.docs import SWAGGER_STATIC
+from gateway.resources.health import HealthProbe
+from gateway.resources.updater import ImageSpool
+from gateway.resources import json_loads
+from gateway.routes import CONVERTERS, OPERATIONS, PREFIX, routes
+from shared.config import load_settings, registered_services
+from shared.crypto import SecretBox
 from shared.logs import configure_logging
 from shared.publisher import ConfirmedPublisher
-from shared.rpc import RpcClient
-from shared.schemas.agent import EXCHANGE as AGENT_EXCHANGE
+from shared.rpc import RpcClient, timeout_of
+from shared.schemas.agent import EXCHANGE as AGENT_EXCHANGE, HEARTBEAT_QUEUE, STATS_QUEUE
 from shared.schemas.updater import storage_dir as image_storage_dir
 
 
-def create_app(settings, rpc=None, agent_publisher=None):
+def rpc_client(settings):
+    """The gateway's RPC client: at most ``gateway.calls_per_service`` calls of this process wait on one
+    service, so a hung service takes its share of the threads, not all of them (0: no bound)."""
+    bound = int(settings.section("gateway").get("calls_per_service", 3))
+    return RpcClient(settings.amqp_uri, timeout=timeout_of(settings), calls_per_service=bound or None)
+
+
+def create_app(settings, rpc=None, agent_publisher=None, services=None):
+    """The API. ``services``: those /healthz expects running (default: every registered one)."""
     options = settings.section("gateway")
-    rpc = rpc or RpcClient(settings.amqp_uri, timeout=float(options.get("rpc_timeout_seconds", 10)))
-    inventory = rpc.service("inventory")
-    monitoring = rpc.service("monitoring_ingest")
-    cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)))
+    rpc = rpc or rpc_client(settings)
+    services = list(registered_services()) if services is None else list(services)
+    # What resources are built with, by the names of their constructors' parameters.
+    collaborators = {
+        "inventory": rpc.service("inventory"),
+        "provisioner": rpc.service("provisioner"),
+        "monitoring": rpc.service("monitoring_ingest"),
+        "updater": rpc.service("updater"),
+        "notifier": rpc.service("notifier"),
+        "backup": rpc.service("backup"),
+        "agent_publisher": agent_publisher or ConfirmedPublisher(settings.amqp_uri, AGENT_EXCHANGE),
+        "image_spool": ImageSpool(image_storage_dir(settings),
+                                  int(settings.section("updater").get("max_image_bytes", 1 << 29))),
+        "fleet_status_cache_seconds": float(options.get("fleet_status_cache_seconds", 2)),
+        "session_seconds": int(options.get("session_seconds", 43200)),
+        "openapi_document": build_spec(OPERATIONS),
+        "asyncapi_document": build_asyncapi(),
+        "api_prefix": PREFIX,
+        "amqp_uri": settings.amqp_uri,
+        "rpc": rpc,
+        "secret_box": SecretBox(settings.secret_key),  # opens what replies carry sealed: new tokens, setup bundles
+        "services": services,
+        "health_probe": HealthProbe(settings.amqp_uri, services, (STATS_QUEUE, HEARTBEAT_QUEUE),
+                                    interval=float(options.get("health_interval_seconds", 5)),
+                                    max_backlog_seconds=float(options.get("health_max_backlog_seconds", 120))),
+    }
+    cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)),
+                           agent_ttl_seconds=float(options.get("agent_auth_cache_seconds", 300)))
 
-    app = falcon.App(middleware=[RequestContext(), Authentication(inventory.authenticate, cache)])
+    app = falcon.App(middleware=[
+        RequestContext(),
+        ResponseHeaders(OPERATIONS, (f"{PREFIX}/docs/static", "/console/")),
+        OperationContext(OPERATIONS, collaborators["secret_box"]),
+        Authentication(collaborators["inventory"].authenticate, cache, OPERATIONS),
+    ])
     app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(loads=json_loads)
+    app.router_options.converters.update(CONVERTERS)
     errors.install(app)
-
-    app.add_route(f"{PREFIX}/servers",
-                  ServerCollection(inventory, monitoring, float(options.get("fleet_status_cache_seconds", 2))))
-    provisioner = rpc.service("provisioner")
-    # DELETE removes what was installed on the server first (best effort), then the record.
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}", provisioning.ServerItemWithCleanup(inventory, provisioner, monitoring))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/bundle", provisioning.Bundle(provisioner))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/push-install", provisioning.PushInstall(provisioner))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/host-key", provisioning.HostKey(provisioner))
-    app.add_route(f"{PREFIX}/tasks/{{task_id}}", tasks.TaskItem(provisioner))
-    app.add_route(f"{PREFIX}/tasks/{{task_id}}/log", tasks.TaskLog(provisioner))
-    app.add_route(f"{PREFIX}/settings", Settings(inventory))
-    app.add_route(f"{PREFIX}/settings/rabbitmq/test", RabbitMQTest(inventory))
-    app.add_route(f"{PREFIX}/users", UserCollection(inventory))
-    app.add_route(f"{PREFIX}/users/{{user_id:int}}", UserItem(inventory))
-    app.add_route(f"{PREFIX}/tokens", TokenCollection(inventory))
-    app.add_route(f"{PREFIX}/tokens/{{token_id:int}}", TokenItem(inventory))
-
-    notifier = rpc.service("notifier")
-    app.add_route(f"{PREFIX}/notifications/channels", notifications.ChannelCollection(notifier))
-    app.add_route(f"{PREFIX}/notifications/channels/{{channel_id:int}}", notifications.ChannelItem(notifier))
-    app.add_route(f"{PREFIX}/notifications/channels/{{channel_id:int}}/test", notifications.ChannelTest(notifier))
-    app.add_route(f"{PREFIX}/notifications/rules", notifications.RuleCollection(notifier))
-    app.add_route(f"{PREFIX}/notifications/rules/{{rule_id:int}}", notifications.RuleItem(notifier))
-    app.add_route(f"{PREFIX}/notifications/templates", notifications.TemplateCollection(notifier))
-    app.add_route(f"{PREFIX}/notifications/templates/{{template_id:int}}", notifications.TemplateItem(notifier))
-    app.add_route(f"{PREFIX}/notifications/deliveries", notifications.DeliveryCollection(notifier))
-    app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}", notifications.DeliveryItem(notifier))
-    app.add_route(f"{PREFIX}/notifications/deliveries/{{delivery_id:int}}/retry", notifications.DeliveryRetry(notifier))
-
-    agent_publisher = agent_publisher or ConfirmedPublisher(settings.amqp_uri, AGENT_EXCHANGE)
-    app.add_route(f"{PREFIX}/monitoring/heartbeat", monitoring_resources.HeartbeatCollection(agent_publisher))
-    monitoring_server = f"{PREFIX}/monitoring/servers/{{server_id:int}}"
-    app.add_route(f"{monitoring_server}/system", monitoring_resources.ServerSystem(monitoring))
-    app.add_route(f"{monitoring_server}/dns", monitoring_resources.ServerDns(monitoring))
-    app.add_route(f"{monitoring_server}/records", monitoring_resources.ServerRecords(monitoring))
-    app.add_route(f"{monitoring_server}/heartbeats", monitoring_resources.ServerLiveness(monitoring))
-    app.add_route(f"{monitoring_server}/retention", monitoring_resources.ServerRetention(monitoring))
-    app.add_route(f"{PREFIX}/monitoring/records/rps", monitoring_resources.RecordRps(monitoring))
-
-    updater = rpc.service("updater")
-    spool = updates.ImageSpool(image_storage_dir(settings), int(settings.section("updater").get("max_image_bytes", 1 << 29)))
-    app.add_route(f"{PREFIX}/versions", updates.VersionCollection(updater, spool))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/push-update", updates.PushUpdate(updater))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/update-tasks", updates.ServerUpdateTasks(updater))
-    app.add_route(f"{PREFIX}/update-tasks/{{task_id}}", updates.UpdateTaskItem(updater))
-    app.add_route(f"{PREFIX}/update-tasks/{{task_id}}/log", updates.UpdateTaskLog(updater))
-    app.add_route(f"{PREFIX}/rollouts", updates.RolloutCollection(updater))
-    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}", updates.RolloutItem(updater))
-    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}/actions/resume", updates.RolloutAction(updater, "resume"))
-    app.add_route(f"{PREFIX}/rollouts/{{rollout_id:int}}/actions/cancel", updates.RolloutAction(updater, "cancel"))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/actions/diagnostics", updates.Diagnostics(updater))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/diagnostics/{{run_id}}", updates.DiagnosticsItem(updater))
-    app.add_route(f"{PREFIX}/servers/{{server_id:int}}/diagnostics/{{run_id}}/log", updates.DiagnosticsLog(updater))
-
-    app.add_route(f"{PREFIX}/openapi.json", OpenAPIDocument(OPERATIONS))
-    app.add_route(f"{PREFIX}/docs", SwaggerPage())
-    app.add_static_route(f"{PREFIX}/docs/static", SWAGGER_STATIC)
-    app.add_route("/healthz", Health(settings.amqp_uri, rpc, list(SERVICES)))
+    for uri_template, resource_class in routes(OPERATIONS):
+        app.add_route(uri_template, _build(resource_class, collaborators))
+    app.add_static_route(f"{PREFIX}/docs/static", SWAGGER_STATIC)  # Swagger UI's files: a directory, not an operation
+    app.add_static_route(STATIC_PREFIX, CONSOLE_DIR)  # the console's own scripts and styles
+    for name, directory in VENDOR.items():
+        if directory.is_dir():  # npm ci (make install) put it there; the API works without it
+            app.add_static_route(f"/console/vendor/{name}", directory)
     return app
+
+
+def _build(resource_class, collaborators):
+    arguments = {}
+    for name, parameter in inspect.signature(resource_class).parameters.items():
+        if name in collaborators:
+            arguments[name] = collaborators[name]
+        elif parameter.default is inspect.Parameter.empty:
+            raise TypeError(f"{resource_class.__name__} wants {name!r}, which create_app does not provide")
+    resource = resource_class(**arguments)
+    if hasattr(resource, "on_get") and not hasattr(resource, "on_head"):
+        resource.on_head = resource.on_get  # HEAD works where GET does; Falcon sends the headers without the body
+    return resource
 
 
 def get_app():
     settings = load_settings()
-    configure_logging("gateway", settings.get("LOG_LEVEL", "INFO"))
+    configure_logging(settings, "gateway")
     return create_app(settings)

@@ -14,6 +14,7 @@ _FALCON_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    408: "request_timeout",
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -25,10 +26,17 @@ def _send(resp, status, body):
     resp.media = body
     if status == 401:
         resp.set_header("WWW-Authenticate", 'Bearer realm="steward"')
+    if status == 429:
+        resp.set_header("Retry-After", body["details"].get("retry_after_seconds", ["60"])[0])
 
 
 def handle_steward_error(req, resp, exc, params):
-    if exc.http_status >= 500:
+    if exc.http_status == 500:
+        # An error no one typed: what it says (an exception's text, SQL) is for the log only.
+        log.error("request failed: %s", exc.message, extra={"error": exc.code, "details": exc.details})
+        _send_internal_error(req, resp)
+        return
+    if exc.http_status > 500:
         log.error("request failed: %s", exc.message, extra={"error": exc.code})
     _send(resp, exc.http_status, exc.to_dict())
 
@@ -48,8 +56,19 @@ def handle_http_error(req, resp, exc, params):
     _send(resp, status, {"error": code, "message": message, "details": {}})
 
 
+def handle_client_timeout(req, resp, exc, params):
+    """The client stopped sending its body for longer than the gateway waits (gateway/worker.py)."""
+    _send(resp, 408, {"error": "request_timeout", "message": "the request body stopped arriving; send it again",
+                      "details": {}})
+    resp.set_header("Connection", "close")
+
+
 def handle_unexpected(req, resp, exc, params):
     log.exception("unexpected error")
+    _send_internal_error(req, resp)
+
+
+def _send_internal_error(req, resp):
     _send(
         resp,
         500,
@@ -64,5 +83,6 @@ def handle_unexpected(req, resp, exc, params):
 def install(app):
     # Falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(TimeoutError, handle_client_timeout)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(StewardError, handle_steward_error)

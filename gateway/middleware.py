@@ -1,11 +1,18 @@
-"""Cross-cutting work: request ids and the access log, then authentication."""
-import hashlib
+"""Cross-cutting work: request ids and the access log, what the route table says of each operation,
+then authentication."""
 import logging
+import re
 import threading
 import time
 
-from shared.errors import NotAuthenticated, PermissionDenied
+from gateway.resources.session import COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_matches
+from gateway.routes import Auth
+from shared.authz import is_agent
+from shared.crypto import token_hash
+from shared.errors import NotAuthenticated, PermissionDenied, ValidationFailed
+from shared.idempotency import MAX_KEY_LENGTH
 from shared.logs import new_request_id, request_id_var
+from shared.rpc import idempotency_key_var
 
 access_log = logging.getLogger("gateway.access")
 
@@ -41,11 +48,66 @@ class RequestContext:
         request_id_var.set(None)
 
 
-class PrincipalCache:
-    """Verified tokens for a few seconds, so most requests need no auth round trip."""
+IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")  # visible ASCII: a uuid4, or any client's own
 
-    def __init__(self, ttl_seconds, max_entries=10000, clock=time.monotonic):
+
+class OperationContext:
+    """Each request's operation from the route table: its success status, the Location of what it made, and
+    the Idempotency-Key of a create, which goes with its RPC calls (shared/idempotency.py); and the SecretBox
+    that seals the secrets of its body before they cross the broker (resources' ``json_body``)."""
+
+    def __init__(self, operations, secret_box):
+        self.operations = {(op.uri_template, op.method): op for op in operations}
+        self.secret_box = secret_box
+
+    def process_resource(self, req, resp, resource, params):
+        req.context.secret_box = self.secret_box
+        operation = self.operations.get((req.uri_template, "GET" if req.method == "HEAD" else req.method))
+        idempotency_key_var.set(None)
+        if operation is not None:
+            req.context.operation, req.context.path_params = operation, params
+            resp.status = operation.status  # the responder may still answer otherwise (DELETE /servers/{id}: 204)
+            key = req.get_header("Idempotency-Key") if operation.idempotent else None
+            if key is not None:
+                if not IDEMPOTENCY_KEY.fullmatch(key):
+                    raise ValidationFailed(
+                        f"an Idempotency-Key is 1 to {MAX_KEY_LENGTH} visible ASCII characters (a uuid4, say)",
+                        {"Idempotency-Key": ["not 1 to 255 visible ASCII characters"]})
+                idempotency_key_var.set(key)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        idempotency_key_var.set(None)
+        operation = req.context.get("operation")
+        if req_succeeded and operation is not None and operation.location:
+            values = {**req.context.path_params, **resp.media}
+            resp.location = operation.prefix + operation.location.format_map(values)
+
+
+class ResponseHeaders:
+    """What every answer says about itself: never sniff its type; and an answer to a token (a secret such as a
+    new API token or a setup bundle, or anyone's data) is stored by no cache."""
+
+    def __init__(self, operations, static_prefixes):
+        self.public = {(op.uri_template, op.method) for op in operations if op.auth is Auth.PUBLIC}
+        self.static_prefixes = tuple(static_prefixes)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        method = "GET" if req.method == "HEAD" else req.method
+        if (req.uri_template, method) not in self.public and not req.path.startswith(self.static_prefixes):
+            resp.set_header("Cache-Control", "no-store")
+
+
+class PrincipalCache:
+    """Verified tokens for a few seconds, so most requests need no auth round trip.
+
+    An agent token is kept ``agent_ttl_seconds`` (default: as long as the others): it is used once per
+    heartbeat interval (30 s), so a shorter time asks inventory on every heartbeat, the fleet's largest
+    cost (docs/decisions.md). ``max_entries`` holds a whole fleet's agents, else it empties whenever full."""
+
+    def __init__(self, ttl_seconds, max_entries=250_000, clock=time.monotonic, agent_ttl_seconds=None):
         self.ttl = ttl_seconds
+        self.agent_ttl = ttl_seconds if agent_ttl_seconds is None else agent_ttl_seconds
         self.max_entries = max_entries
         self.clock = clock
         self._entries = {}
@@ -64,30 +126,55 @@ class PrincipalCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
-            self._entries[key] = (principal, self.clock() + self.ttl)
+            self._entries[key] = (principal, self.clock() + (self.agent_ttl if is_agent(principal) else self.ttl))
 
 
 class Authentication:
-    """``Authorization: Bearer <token>`` on every route but the public ones."""
+    """``Authorization: Bearer <token>`` on every operation but the public ones; agent tokens where the table allows.
+    Without that header, the web console's session cookie, and for a change also its CSRF token."""
 
-    def __init__(self, authenticate, cache):
-        self.authenticate = authenticate  # token -> principal dict, raises NotAuthenticated
+    def __init__(self, authenticate, cache, operations):
+        self.authenticate = authenticate  # token_hash(token) -> principal dict, raises NotAuthenticated
         self.cache = cache
+        self.rules = {}
+        for op in operations:
+            self.rules[(op.uri_template, op.method)] = op.auth
+            # A method the path does not serve (405, OPTIONS) asks what the path's operations ask; a token if they differ.
+            if self.rules.setdefault((op.uri_template, None), op.auth) is not op.auth:
+                self.rules[(op.uri_template, None)] = Auth.USER
 
     def process_resource(self, req, resp, resource, params):
-        if resource is None or getattr(resource, "public", False):
+        if resource is None:
             return
-        header = req.get_header("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthenticated("send an API token as 'Authorization: Bearer <token>'")
-        token = token.strip()
-        key = hashlib.sha256(token.encode()).digest()
-        principal = self.cache.get(key)
+        method = "GET" if req.method == "HEAD" else req.method  # HEAD asks what GET asks
+        rule = self.rules.get((req.uri_template, method)) or self.rules.get((req.uri_template, None), Auth.USER)
+        if rule is Auth.PUBLIC:
+            return
+        header = req.get_header("Authorization")
+        token = self.session_token(req) if header is None else self.bearer_token(header)
+        digest = token_hash(token)  # what inventory stores, and all that crosses the broker
+        principal = self.cache.get(digest)
         if principal is None:
-            principal = self.authenticate(token)
-            self.cache.put(key, principal)
-        if principal.get("scope") == "agent" and not getattr(resource, "agent_access", False):
+            principal = self.authenticate(digest)
+            self.cache.put(digest, principal)
+        if is_agent(principal) and rule is not Auth.AGENT:
             # An agent token (from a setup bundle) only reports for its own server.
             raise PermissionDenied("an agent token may only send its own server's heartbeats and statistics")
         req.context.principal = principal
+
+    @staticmethod
+    def bearer_token(header):
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("send an API token as 'Authorization: Bearer <token>'")
+        return token.strip()
+
+    @staticmethod
+    def session_token(req):
+        token = req.cookies.get(COOKIE)
+        if not token:
+            raise NotAuthenticated("send an API token as 'Authorization: Bearer <token>', or sign in")
+        if req.method not in SAFE_METHODS and not csrf_matches(token, req.get_header(CSRF_HEADER)):
+            raise PermissionDenied(f"a change made with the console's session needs its {CSRF_HEADER} header")
+        req.context.session_token = token
+        return token

@@ -22,7 +22,10 @@ def drop_database(name, recreate=False):
     connection.close()
 
 
-def ensure_vhost(vhost, user="guest"):
+def ensure_vhost(vhost, user="guest", recreate=False):
+    """The vhost, made if missing; with ``recreate``, deleted first, so no queue keeps an earlier run's messages."""
+    if recreate:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"], check=True,
                    capture_output=True)

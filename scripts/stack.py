@@ -1,9 +1,11 @@
 """`make up`, `make down`, `make logs`: the whole stack as local processes.
 
 up:   checks PostgreSQL and RabbitMQ (starting them when installed but
-      stopped), creates the database, applies migrations, starts every
-      service and the gateway under gunicorn, waits until /healthz is ok,
-      and prints the API URL and an admin token (also in .steward/admin-token).
+      stopped) and that the gateway's port is free, creates the database,
+      applies migrations, starts every service and the gateway under
+      gunicorn, waits until that gunicorn listens on the port and /healthz
+      is ok, and prints the API URL and an admin token (also in
+      .steward/admin-token).
 down: stops what `up` started.
 logs: follows every log.
 
@@ -18,8 +20,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+import requests
+
+from scripts.container import LISTEN, socket_inodes, tcp_sockets
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STEWARD_STATE_DIR", ROOT / ".steward")).resolve()
@@ -120,17 +125,58 @@ def ensure_secret_key():
     os.environ["STEWARD_SECRET_KEY"] = path.read_text().strip()
 
 
+def _stat(pid):
+    """(state, session id) of a process from /proc, or None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": the name may hold spaces
+    return fields[0], int(fields[3])
+
+
+def _being_killed(pid):
+    """SIGKILL was sent and the kernel is still tearing the process down."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    pending = 0
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            pending |= int(line.split()[1], 16)
+    return bool(pending & (1 << (signal.SIGKILL - 1)))
+
+
+def _alive(pid, wait=10.0):
+    """Whether a process that make up started still runs. One being killed is waited for (a respawn right
+    after kill -9 must not find it "already running"); a zombie is gone (and reaped if it is our child);
+    a pid the kernel gave to another process (not the session leader our start made) is not ours."""
+    deadline = time.monotonic() + wait
+    while _being_killed(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = _stat(pid)
+    if found is None or found[0] in "ZXx" or found[1] != pid:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
 def _running(name):
     pidfile = RUN / f"{name}.pid"
     if not pidfile.exists():
         return None
     try:
         pid = int(pidfile.read_text())
-        os.kill(pid, 0)
+    except ValueError:
+        pid = None
+    if pid and _alive(pid):
         return pid
-    except (ValueError, ProcessLookupError):
-        pidfile.unlink(missing_ok=True)
-        return None
+    pidfile.unlink(missing_ok=True)
+    return None
 
 
 def _spawn(name, argv):
@@ -141,36 +187,75 @@ def _spawn(name, argv):
     process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (RUN / f"{name}.pid").write_text(str(process.pid))
     say(f"started {name} (pid {process.pid})")
+    return process.pid
 
 
 def bind_address():
     return os.environ.setdefault("STEWARD_BIND", "127.0.0.1:8080")
 
 
-def _healthy(url):
+def _host_port(bind):
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def listens_on(pid, port):
+    """Whether process ``pid`` itself holds a socket listening on ``port``."""
+    return bool(tcp_sockets(LISTEN, local_port=port) & socket_inodes(pid))
+
+
+def _listeners(port):
+    """'pid N: command' of the processes listening on ``port`` (those this user may look at)."""
+    inodes, found = tcp_sockets(LISTEN, local_port=port), []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and inodes & socket_inodes(proc.name):
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            found.append(f"pid {proc.name}: {command[:80]}")
+    return found
+
+
+def ensure_port_free(bind):
+    """Refuse to start when something else has the gateway's port (our own running gateway may)."""
+    host, port = _host_port(bind)
+    gateway = _running("gateway")
+    if gateway and listens_on(gateway, port):
+        return
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=3) as response:
-            return response.status == 200
-    except Exception:
+        probe.bind((host, port))
+    except OSError as exc:
+        owners = _listeners(port)
+        raise StackError(f"{bind} is in use ({exc.strerror}{'; ' + ', '.join(owners) if owners else ''}): "
+                         "stop that process or set STEWARD_BIND to a free address") from None
+    finally:
+        probe.close()
+
+
+def _answers_200(url, **headers):
+    try:
+        return requests.get(url, headers=headers, timeout=5).status_code == 200
+    except requests.RequestException:
         return False
+
+
+def _healthy(url):
+    return _answers_200(f"{url}/healthz")
 
 
 def _token_works(url, token):
-    request = urllib.request.Request(f"{url}/api/v2/tokens", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status == 200
-    except Exception:
-        return False
+    return _answers_200(f"{url}/api/v2/tokens", Authorization=f"Bearer {token}")
 
 
 def up():
     from services.inventory.bootstrap import main as bootstrap
-    from shared.config import SERVICES, load_settings
+    from shared.config import load_settings, registered_services
     from shared.migrations import upgrade
 
     for directory in (STATE, RUN, LOGS):
         directory.mkdir(parents=True, exist_ok=True)
+    bind = bind_address()
+    ensure_port_free(bind)
     ensure_postgres()
     ensure_rabbitmq()
     ensure_secret_key()
@@ -179,25 +264,34 @@ def up():
     upgrade(settings.database_url)
     say("migrations applied")
 
-    for service in SERVICES:
+    for service in registered_services():
         _spawn(service, [PY, "-m", f"services.{service}"])
     # Agent traffic is consumed in batches by a process of its own, not by nameko workers.
     _spawn("monitoring_ingest-consumer", [PY, "-m", "services.monitoring_ingest.consumer"])
-    bind = bind_address()
     _spawn("gateway", [PY, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "gateway.app:get_app()"])
     url = f"http://{bind}"
-    try:
-        _wait_for(lambda: _healthy(url), 60, "the gateway and services")
-    except StackError:
-        raise StackError(f"the stack did not become healthy; see {LOGS} (make logs)") from None
+    port = _host_port(bind)[1]
 
-    token_file = STATE / "admin-token"
-    if not (token_file.exists() and _token_works(url, token_file.read_text().strip())):
-        bootstrap(["--admin", "admin", "--token-file", str(token_file)])
+    def ours_and_healthy():
+        # Whatever answers on the port must be the gunicorn we started, not another process.
+        gateway = _running("gateway")
+        if gateway is None:
+            raise StackError(f"the gateway exited; see {LOGS / 'gateway.log'}")
+        return listens_on(gateway, port) and _healthy(url)
+
+    try:
+        _wait_for(ours_and_healthy, 60, "the gateway and services")
+    except StackError as exc:
+        raise StackError(f"the stack did not become healthy ({exc}); see {LOGS} (make logs)") from None
+
+    token_file, password_file = STATE / "admin-token", STATE / "admin-password"
+    if not (token_file.exists() and password_file.exists() and _token_works(url, token_file.read_text().strip())):
+        bootstrap(["--admin", "admin", "--token-file", str(token_file), "--password-file", str(password_file)])
     (STATE / "api-url").write_text(url + "\n")
     say("the stack is up")
     print(f"API URL:     {url}/api/v2   (docs: {url}/api/v2/docs)")
     print(f"Admin token: {token_file.read_text().strip()}   (also in {token_file}, mode 0600)")
+    print(f"Console:     {url}/   (sign in as admin with the password in {password_file}, mode 0600)")
 
 
 def _stop_pid(name, pid, grace=20):
@@ -207,9 +301,7 @@ def _stop_pid(name, pid, grace=20):
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid, wait=0):
             break
         time.sleep(0.2)
     else:

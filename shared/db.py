@@ -4,8 +4,8 @@
 its own schema. The nameko side (a session per worker) is
 ``shared.dependencies.DatabaseSession``.
 """
-from sqlalchemy import MetaData, create_engine
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +21,12 @@ def make_base(schema):
         metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
     return Base
+
+
+def ping(connection):
+    """What a service's ``health`` says of its database: "ok" once it answered a query."""
+    connection.execute(text("SELECT 1"))
+    return "ok"
 
 
 def make_engine(url, pool_size=5, **kwargs):

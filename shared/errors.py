@@ -32,6 +32,14 @@ class NotAuthenticated(StewardError):
     http_status = 401
 
 
+class TooManyAttempts(StewardError):
+    """Too many failed sign-ins for a user name or from an address; ``details.retry_after_seconds`` says when to
+    try again (the gateway sends it as Retry-After)."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+
 class PermissionDenied(StewardError):
     code = "permission_denied"
     http_status = 403
@@ -70,6 +78,10 @@ class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
 
 
+class DeadLetterNotFound(NotFound):
+    code = "dead_letter_not_found"
+
+
 class Conflict(StewardError):
     code = "conflict"
     http_status = 409
@@ -79,6 +91,31 @@ class DuplicateName(Conflict):
     code = "duplicate_name"
 
 
+class OperationInProgress(Conflict):
+    """A long operation on the same server and component is queued or running; details name its task."""
+
+    code = "operation_in_progress"
+
+
+class RequestInProgress(Conflict):
+    """A repeat of a create (same Idempotency-Key) while the first still runs."""
+
+    code = "request_in_progress"
+
+
+class IdempotencyKeyReused(StewardError):
+    """An Idempotency-Key sent again with a different request."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
+
+
+class WouldBeRefusedAgain(Conflict):
+    """A dead letter the consumer would refuse again, for the reason given: drop it rather than retry."""
+
+    code = "would_be_refused_again"
+
+
 class ServiceUnavailable(StewardError):
     code = "service_unavailable"
     http_status = 503
@@ -86,6 +123,18 @@ class ServiceUnavailable(StewardError):
 
 class TaskNotFound(NotFound):
     code = "task_not_found"
+
+
+class TaskFinished(Conflict):
+    """A task asked to change (cancel) that has already ended."""
+
+    code = "task_finished"
+
+
+class TaskNotCancellable(Conflict):
+    """A running task whose kind cannot be stopped half way."""
+
+    code = "task_not_cancellable"
 
 
 class HostKeyChanged(Conflict):
@@ -125,18 +174,49 @@ class RegistryUnavailable(StewardError):
     http_status = 502
 
 
-def _registry():
-    found, pending = {}, [StewardError]
+# -- backup --------------------------------------------------------------------
+class BackupServerNotFound(NotFound):
+    code = "backup_server_not_found"
+
+
+class BackupNotFound(NotFound):
+    code = "backup_not_found"
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class WrongBackupPassword(ValidationFailed):
+    """The managed-backup password given (or in the settings) does not open the backup key."""
+
+    code = "wrong_backup_password"
+
+
+class BackupPasswordNotSet(Conflict):
+    code = "backup_password_not_set"
+
+
+class BackupServerFailed(StewardError):
+    """A backup server's daemon refused, did not answer, or returned something corrupt."""
+
+    code = "backup_server_failed"
+    http_status = 502
+
+
+def error_classes():
+    """StewardError and every subclass of it."""
+    found, pending = [], [StewardError]
     while pending:
         cls = pending.pop()
-        found[cls.__name__] = cls
+        found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
 
 
 def from_remote(exc_type, args):
     """Rebuild a typed error from nameko's serialised form, or None if unknown."""
-    cls = _registry().get(exc_type)
+    cls = {cls.__name__: cls for cls in error_classes()}.get(exc_type)
     if cls is None:
         return None
     message = args[0] if args else exc_type

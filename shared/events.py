@@ -1,11 +1,13 @@
 """The event catalog: every event Steward emits, with its schema and version.
 
 Events are past-tense facts. Every payload is a dict with ``event``,
-``version`` and ``occurred_at`` (UTC, ISO 8601) beside its own fields, and
-carries the ids needed to act on it. Emitters build payloads with
+``version``, ``occurred_at`` (UTC, ISO 8601), ``id`` (unique, made when it is
+built) and ``sequence`` (its producer's outbox sequence, set as it is
+published) beside its own fields, and carries the ids needed to act on it. Emitters build payloads with
 ``build_event``; consumers check them with ``load_event``, so both sides
 agree on one schema.
 """
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -20,6 +22,13 @@ class EventSchema(Schema):
     event = fields.String(required=True)
     version = fields.Integer(required=True)
     occurred_at = fields.DateTime(required=True, format="iso")
+    # Consumers drop a repeat by id (the outbox delivers at least once: shared/outbox.py).
+    # Always sent; absent only from events emitted before the outbox, which consumers still take.
+    id = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9a-f]{32}$"), metadata={
+        "description": "Unique per event; an event may be delivered more than once, so drop one whose id you saw"})
+    # The producer's outbox sequence: increasing in the order its events were written (gaps allowed).
+    sequence = fields.Integer(allow_none=True, load_default=None, metadata={
+        "description": "The emitting service's sequence: increasing in the order it wrote its events, with gaps"})
 
 
 class ServerRef(Schema):
@@ -59,7 +68,7 @@ class TaskFinished(EventSchema):
     server_id = fields.Integer(required=True)
     server_name = fields.String(required=True)
     task_id = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(["succeeded", "failed", "rolled_back"]))
+    state = fields.String(required=True, validate=validate.OneOf(["succeeded", "failed", "rolled_back", "cancelled"]))
     error = fields.String(allow_none=True, load_default=None)
 
 
@@ -78,11 +87,36 @@ class ServerStateChanged(EventSchema):
     last_heartbeat_at = fields.DateTime(allow_none=True, load_default=None, format="iso")
 
 
+class ServerVersionsReported(EventSchema):
+    """A heartbeat reported other running components than the one before: inventory's record follows it."""
+    server_id = fields.Integer(required=True)
+    server_name = fields.String(required=True)
+    versions = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class FleetSilenceDetected(EventSchema):
+    """Most servers fell silent at about the same moment: the control plane's network or the network in
+    between, not each server; reported once instead of a down for each."""
+    silent_servers = fields.Integer(required=True)
+    servers_up = fields.Integer(required=True)  # how many were up when it began
+    silent_since = fields.DateTime(required=True, format="iso")
+    server_ids = fields.List(fields.Integer(), required=True)
+
+
 class DiskLow(EventSchema):
     server_id = fields.Integer(required=True)
     server_name = fields.String(required=True)
     mountpoint = fields.String(required=True)
     free_percent = fields.Float(required=True)
+
+
+class BackupDiskLow(EventSchema):
+    """A backup server's daemon saw its disk cross below its threshold (once per crossing)."""
+    backup_server_id = fields.Integer(required=True)
+    backup_server_name = fields.String(required=True)
+    free_percent = fields.Float(required=True)
+    free_bytes = fields.Integer(allow_none=True, load_default=None)
+    low_percent = fields.Float(allow_none=True, load_default=None)
 
 
 class BackupEvent(EventSchema):
@@ -99,6 +133,7 @@ class EventType:
     schema: type
     version: int
     severity: str  # default severity: info, warning or critical
+    notifiable: bool = True  # False: bookkeeping between services, too chatty to notify anyone of
 
 
 CATALOG = {
@@ -107,16 +142,22 @@ CATALOG = {
         EventType("server_created", "inventory", ServerCreated, 1, "info"),
         EventType("server_updated", "inventory", ServerUpdated, 1, "info"),
         EventType("server_deleted", "inventory", ServerDeleted, 1, "info"),
-        EventType("install_progress", "provisioner", TaskProgress, 1, "info"),
+        EventType("install_progress", "provisioner", TaskProgress, 1, "info", notifiable=False),
         EventType("install_finished", "provisioner", TaskFinished, 1, "info"),
-        EventType("update_progress", "updater", TaskProgress, 1, "info"),
+        EventType("update_progress", "updater", TaskProgress, 1, "info", notifiable=False),
         EventType("update_finished", "updater", TaskFinished, 1, "info"),
         EventType("update_rolled_back", "updater", UpdateRolledBack, 1, "warning"),
+        # What a run found is in its task (GET /servers/{id}/diagnostics/{task}): asked for, watched, not notified.
+        EventType("diagnostics_finished", "updater", TaskFinished, 1, "info", notifiable=False),
         EventType("server_state_changed", "monitoring_ingest", ServerStateChanged, 1, "critical"),
+        EventType("server_versions_reported", "monitoring_ingest", ServerVersionsReported, 1, "info",
+                  notifiable=False),
+        EventType("fleet_silence_detected", "monitoring_ingest", FleetSilenceDetected, 1, "critical"),
         EventType("disk_low", "monitoring_ingest", DiskLow, 1, "warning"),
         EventType("backup_finished", "backup", BackupEvent, 1, "info"),
         EventType("backup_verified", "backup", BackupEvent, 1, "info"),
         EventType("backup_failed", "backup", BackupEvent, 1, "critical"),
+        EventType("backup_disk_low", "backup", BackupDiskLow, 1, "warning"),
     )
 }
 
@@ -137,9 +178,10 @@ def utcnow():
 
 
 def build_event(name, occurred_at=None, **payload):
-    """Validate and serialise an event payload; raises ValidationError if it is wrong."""
+    """Validate and serialise an event payload, with a new id; raises ValidationError if it is wrong."""
     kind = event_type(name)
-    data = dict(payload, event=name, version=kind.version, occurred_at=(occurred_at or utcnow()).isoformat())
+    data = dict(payload, event=name, version=kind.version, occurred_at=(occurred_at or utcnow()).isoformat(),
+                id=uuid.uuid4().hex)
     schema = kind.schema()
     loaded = schema.load(data)  # raises on a malformed payload before anything is sent
     return schema.dump(loaded)
@@ -148,3 +190,26 @@ def build_event(name, occurred_at=None, **payload):
 def load_event(name, payload):
     """Check a received payload against the catalog and return it deserialised."""
     return event_type(name).schema().load(payload)
+
+
+class EventEmitter:
+    """The one way an event leaves: ``emit(name, **payload)`` builds the payload from the
+    catalog (refusing a malformed one, or another service's event) and hands it to
+    ``send(name, body)``, which writes it into the emitting service's outbox, in the
+    transaction of the change it reports (shared/outbox.py). The outbox's relay then
+    publishes it on ``<source>.events`` with the event's name as routing key, as nameko's
+    dispatcher does.
+
+    In a nameko worker ``send`` writes in the worker's database session
+    (shared.dependencies.Events); the ingest consumer writes in its batch's transaction.
+    """
+
+    def __init__(self, source, send):
+        self.source = source
+        self._send = send
+
+    def emit(self, name, **payload):
+        owner = event_type(name).source
+        if owner != self.source:
+            raise ValueError(f"{name} is an event of {owner}, not of {self.source}")
+        self._send(name, build_event(name, **payload))

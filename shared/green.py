@@ -1,8 +1,10 @@
 """Eventlet for the services (and the tests that host them): one monkey patch, and
 psycopg2 made to cooperate with it.
 
-``patch()`` must run before anything else is imported: ``shared/runner.py`` and
-``tests/conftest.py`` call it on their first lines.
+nameko's runner monkey-patches a service process before it imports anything, and
+every service's ``DatabaseSession`` makes psycopg2 cooperate (``cooperate()``) as
+its container sets up. ``patch()`` does both for a process that hosts containers
+itself: ``tests/conftest.py`` calls it on its first lines.
 
 The wait callback is psycogreen's, plus one step. libpq opens its socket in C,
 where eventlet does not see it. When that number was last used by a socket that
@@ -20,6 +22,11 @@ from psycopg2 import OperationalError, extensions
 
 def patch():
     eventlet.monkey_patch()
+    cooperate()
+
+
+def cooperate():
+    """psycopg2 waits for its sockets through eventlet's hub (idempotent)."""
     extensions.set_wait_callback(wait)
 
 

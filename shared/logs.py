@@ -8,7 +8,8 @@ nameko forwards it on any further RPC call or event.
 import contextvars
 import json
 import logging
-import sys
+import logging.config
+import os
 import time
 import uuid
 
@@ -38,9 +39,12 @@ def new_request_id():
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, process_name):
+    """One JSON object per record. The process is named by ``process_name``, else by
+    $STEWARD_PROCESS (configuration's LOGGING builds this formatter with no arguments)."""
+
+    def __init__(self, process_name=None):
         super().__init__()
-        self.process_name = process_name
+        self.process_name = process_name or os.environ.get("STEWARD_PROCESS") or "steward"
 
     def format(self, record):
         entry = {
@@ -67,12 +71,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(process_name, level="INFO", stream=None):
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(process_name))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # Connection chatter from the AMQP libraries is noise at INFO.
-    for noisy in ("kombu", "amqp", "pika", "paramiko.transport"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def configure_logging(settings, process_name):
+    """For processes that nameko's runner does not start (the gateway, the ingest consumer):
+    the configuration's LOGGING, as the runner applies it, with records naming ``process_name``."""
+    os.environ["STEWARD_PROCESS"] = process_name
+    logging.config.dictConfig(settings["LOGGING"])

@@ -1,11 +1,16 @@
 """Alembic for every service: one tree per service, its version table in its own schema.
 
-``python -m shared.migrations [service ...]`` upgrades each (default: all) to
-head. It is a deployment step, run once before the services start, never on
-each replica's start-up; an advisory lock makes concurrent runs take turns.
+``python -m shared.migrations [service ...]`` upgrades each registered service
+(default: all) to head. It is a deployment step, run once before the services
+start, never on each replica's start-up; an advisory lock makes concurrent runs
+take turns.
+
+A service's migrations are the ``migrations/`` tree beside its service module,
+and its models are the metadata of its ``DatabaseSession`` dependency
+(``db = DatabaseSession(Base)``): what it registered is all this module needs.
 """
 import argparse
-import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -15,19 +20,22 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from shared.config import SERVICES, load_settings
+from shared.config import load_settings, registered_services, service_class
 from shared.db import make_engine
+from shared.dependencies import DatabaseSession
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def service_models(service):
-    return importlib.import_module(f"services.{service}.models")
+def service_metadata(service):
+    """The metadata of a registered service's models."""
+    cls = service_class(service)
+    (db,) = [value for value in vars(cls).values() if isinstance(value, DatabaseSession)]
+    return db.base.metadata
 
 
 def alembic_config(service, database_url):
+    cls = service_class(service)
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "services" / service / "migrations"))
+    cfg.set_main_option("script_location", str(Path(inspect.getfile(cls)).parent / "migrations"))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     cfg.attributes["service"] = service
     return cfg
@@ -37,7 +45,7 @@ def run_env(context):
     """Body of every service's migrations/env.py."""
     cfg = context.config
     service = cfg.attributes["service"]
-    metadata = service_models(service).Base.metadata
+    metadata = service_metadata(service)
     schema = metadata.schema
     engine = cfg.attributes.get("engine") or make_engine(cfg.get_main_option("sqlalchemy.url"), pool_size=1)
     with engine.connect() as connection:
@@ -62,7 +70,7 @@ def run_env(context):
 
 
 def upgrade(database_url, services=None, revision="head"):
-    for service in services or SERVICES:
+    for service in services or registered_services():
         command.upgrade(alembic_config(service, database_url), revision)
 
 
@@ -72,7 +80,7 @@ def downgrade(database_url, service, revision):
 
 def drift(database_url, service):
     """Differences between a service's models and its migrated schema (empty when they agree)."""
-    metadata = service_models(service).Base.metadata
+    metadata = service_metadata(service)
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.connect() as connection:
@@ -99,16 +107,17 @@ def drift(database_url, service):
 
 
 def main(argv=None):
+    services = list(registered_services())
     parser = argparse.ArgumentParser(description="Apply Steward's database migrations")
-    parser.add_argument("services", nargs="*", help=f"services to migrate (default: {' '.join(SERVICES)})")
+    parser.add_argument("chosen", nargs="*", metavar="SERVICE", help=f"what to migrate (default: {' '.join(services)})")
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
-    unknown = set(args.services) - set(SERVICES)
+    unknown = set(args.chosen) - set(services)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
-    upgrade(settings.database_url, args.services or None)
-    print(f"migrated: {', '.join(args.services or SERVICES)}")
+    upgrade(settings.database_url, args.chosen or None)
+    print(f"migrated: {', '.join(args.chosen or services)}")
     return 0
 
 

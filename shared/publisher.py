@@ -1,17 +1,35 @@
-"""A confirmed publisher for the gateway: a message is accepted once RabbitMQ has it.
+"""Publishing on the broker: events from the outbox, and the gateway's agent traffic.
 
-gunicorn's gthread workers publish from several threads at once. Each thread
-keeps its own connection and channel (publisher confirms are per channel, and
-a wait for one confirm must not hold the other threads back); they are made
-lazily and again after a fork. ``mandatory`` turns "no queue is bound", for
-example before monitoring-ingest ever ran, into an error instead of a loss.
+``event_publisher(config, source)`` is what an outbox relay (shared/outbox.py)
+publishes ``source``'s events with: nameko's own standalone dispatcher, with
+publisher confirms, so a consumer's nameko ``event_handler`` gets them as if a
+nameko service had dispatched them. Nothing else publishes events: they are
+emitted into the outbox.
+
+``ConfirmedPublisher`` is the gateway's publisher of agent heartbeats: a
+message is accepted once RabbitMQ has it. gunicorn's gthread workers publish
+from several threads at once. Each thread keeps its own connection and channel
+(publisher confirms are per channel, and a wait for one confirm must not hold
+the other threads back); they are made lazily and again after a fork.
+``mandatory`` turns "no queue is bound", for example before monitoring-ingest
+ever ran, into an error instead of a loss. Every message carries the
+connection's user as ``user_id`` (RabbitMQ checks it), which is how the ingest
+consumer knows the control plane relayed it.
 """
 import os
 import threading
 
 from kombu import Connection, Exchange, Producer
+from nameko.standalone.events import event_dispatcher, get_event_exchange
 
 from shared.errors import ServiceUnavailable
+
+
+def event_publisher(config, source):
+    """publish(name, body) of ``source``'s events, returning once the broker confirmed it."""
+    # Declared by the first publish too: on a fresh vhost nothing may have declared <source>.events yet.
+    dispatch = event_dispatcher(config, declare=[get_event_exchange(source, config)])
+    return lambda name, body: dispatch(source, name, body)
 
 
 class _ThreadChannel:
@@ -33,6 +51,7 @@ class _ThreadChannel:
 class ConfirmedPublisher:
     def __init__(self, amqp_uri, exchange_name, exchange_type="topic"):
         self.amqp_uri = amqp_uri
+        self.user_id = Connection(amqp_uri).userid
         self.exchange = Exchange(exchange_name, type=exchange_type, durable=True)
         self._local = threading.local()
         self._channels = []
@@ -53,7 +72,8 @@ class ConfirmedPublisher:
             try:
                 channel = self._channel()
                 channel.returned.clear()
-                channel.producer.publish(body, routing_key=routing_key, mandatory=True, delivery_mode=2)
+                channel.producer.publish(body, routing_key=routing_key, mandatory=True, delivery_mode=2,
+                                         user_id=self.user_id)
                 break
             except Exception as exc:  # a dropped connection: a fresh one, once
                 self._discard()

@@ -11,24 +11,80 @@ green.patch()  # noqa: E402 - plain pytest does not patch, nameko needs it
 
 import json  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import pytest_timeout  # noqa: E402
+from amqp.exceptions import NotFound  # noqa: E402
+from kombu import Connection  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
-from shared.config import SERVICES, load_settings  # noqa: E402
+from shared.config import load_settings, registered_services, service_class  # noqa: E402
+from shared.crypto import AGENT_TOKEN, API_TOKEN, SecretBox, token_hash  # noqa: E402
 from shared.db import make_engine  # noqa: E402
-from shared.migrations import upgrade  # noqa: E402
+from shared.migrations import service_metadata, upgrade  # noqa: E402
 from shared.rpc import RpcClient  # noqa: E402
 from scripts.sandbox import drop_database, ensure_vhost  # noqa: E402
 
+# Seconds a test may take, setup and teardown included, by tier (tests/<tier>/): about three times its
+# slowest test on a loaded 2-core machine. Anything else has pyproject's default (120 s).
+TIER_TIMEOUTS = {
+    "unit": 60,
+    "provisioner": 600,  # push installs on lab hosts
+    "updater": 600,  # installs, updates and a 6-host rollout on lab hosts
+    "e2e": 600,  # make up and make down
+    "compose": 900,  # the stack in containers
+    "contract": 1260,  # make up (bounded at 300 s) and schemathesis (900 s) against it
+}
+
+
+def pytest_collection_modifyitems(items):
+    tests = Path(__file__).parent
+    for item in items:
+        tier = Path(item.fspath).relative_to(tests).parts[0]
+        if tier in TIER_TIMEOUTS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIER_TIMEOUTS[tier]))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's SIGALRM method. The plugin falls back to its thread method, which ends the
+    whole run, when threading's main thread is not the current one, as under eventlet's patch."""
+    if settings.method != "signal":
+        return None
+
+    def handler(signum, frame):
+        __tracebackhide__ = True
+        pytest_timeout.timeout_sigalrm(item, settings)
+
+    def cancel():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
+
+
 TEST_DB = os.environ.get("STEWARD_TEST_DB", "steward_test")
+TEST_SECRET_KEY = "test-secret-key"
+# The test services' SecretBox: what they seal for a caller, a test opens as that caller does.
+TEST_BOX = SecretBox(TEST_SECRET_KEY)
 TEST_VHOST = os.environ.get("STEWARD_TEST_VHOST", "steward_test")
 MANAGEMENT_API = "http://127.0.0.1:15672/api"
+ROOT = Path(__file__).resolve().parents[1]
+# monitoring-ingest in tests: a silent server goes down after 1 s (heartbeats are expected every 0.5 s);
+# retention runs only when a test asks.
+MONITORING_CONFIG = {"monitoring_ingest": {"down_after_seconds": 1, "heartbeat_interval_seconds": 0.5,
+                                           "retention_interval_seconds": 0}}
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +96,9 @@ def settings():
         os.environ,
         STEWARD_DB_NAME=TEST_DB,
         STEWARD_AMQP_VHOST=TEST_VHOST,
-        STEWARD_SECRET_KEY="test-secret-key",
+        STEWARD_SECRET_KEY=TEST_SECRET_KEY,
         STEWARD_AUTH_CACHE_SECONDS="0",
+        STEWARD_AGENT_AUTH_CACHE_SECONDS="0",
     )
     loaded = load_settings(environ=environ)
     upgrade(loaded.database_url)
@@ -63,24 +120,31 @@ def clean_database(request):
     if "settings" not in request.fixturenames and "engine" not in request.fixturenames:
         yield
         return
-    engine = request.getfixturevalue("engine")
-    for attempt in range(5):
-        try:
-            _truncate_every_schema(engine)
-            break
-        except OperationalError as exc:
-            # A service still finishing the previous test's work (a notifier delivery, say) can
-            # hold one table while TRUNCATE holds another; PostgreSQL then cancels one of the two.
-            if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == 4:
-                raise
+    retry_on_deadlock(lambda: _truncate_every_schema(request.getfixturevalue("engine")))
     yield
+
+
+def retry_on_deadlock(action, attempts=5):
+    """A service still finishing the previous test's work (a notifier delivery, the ingest consumer's
+    report, a relay) can hold one table while TRUNCATE holds another; PostgreSQL then cancels one of the two."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == attempts - 1:
+                raise
 
 
 def _truncate_every_schema(engine):
     with engine.begin() as connection:
-        for schema in SERVICES:
+        for service in registered_services():
+            schema = service_metadata(service).schema  # monitoring_ingest's is "monitoring"
             tables = connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'alembic_version'"),
+                # Leases belong to the services, which outlive a test: truncated, a running replica's
+                # tasks would look abandoned until its next renewal. Partitions go with their parent.
+                text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE n.nspname = :s AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                     "AND c.relname NOT IN ('alembic_version', 'leases')"),
                 {"s": schema},
             ).scalars().all()
             if tables:
@@ -159,13 +223,48 @@ def provisioner(start_shared_service):
     return start_shared_service(ProvisionerService)
 
 
-def service_class(name):
-    """The nameko service class of services/<name>/service.py."""
-    import importlib
+@pytest.fixture(scope="session")
+def backup(start_shared_service):
+    """The backup service: GET /tasks merges its tasks with the provisioner's, so it must answer too."""
+    from services.backup.service import BackupService
 
-    module = importlib.import_module(f"services.{name}.service")
-    return next(v for v in vars(module).values() if isinstance(v, type) and getattr(v, "name", None) == name
-                and v.__module__ == module.__name__)
+    return start_shared_service(BackupService, {"database": {"pool_size": 2}, "backup": {"pool_size": 2}})
+
+
+@pytest.fixture(scope="session")
+def consumer_process(settings, tmp_path_factory):
+    """``python -m services.monitoring_ingest.consumer`` for the whole session: one, defined here only, since a
+    fixture imported into several conftest files is a fixture of each, and a second consumer would keep
+    consuming while a test stops the first."""
+    from tests.monitoring.helpers import child_env
+
+    log = tmp_path_factory.mktemp("consumer") / "consumer.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "services.monitoring_ingest.consumer", "--batch-ms", "30"],
+                                   cwd=ROOT, env=child_env(settings), stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60  # a loaded machine can take long to import and connect
+    with Connection(settings.amqp_uri) as connection:
+        while True:  # ready once it has declared and consumes its queues
+            try:
+                if connection.default_channel.queue_declare("monitoring.stats", passive=True).consumer_count:
+                    break
+            except NotFound:  # not declared yet: the broker closed the channel, open another next time
+                connection.close()
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()  # else it would consume the next run's messages in this vhost
+                raise RuntimeError(f"the consumer did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+    yield process
+    process.terminate()
+    process.wait(20)
+
+
+@pytest.fixture(scope="session")
+def monitoring(start_shared_service, inventory, consumer_process):
+    """monitoring-ingest with short intervals (MONITORING_CONFIG), beside its batch consumer."""
+    from services.monitoring_ingest.service import MonitoringIngestService
+
+    return start_shared_service(MonitoringIngestService, MONITORING_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +277,7 @@ def all_services(settings, inventory, provisioner):
     """
     start, containers = _container_factory(settings)
     started = {"inventory": inventory, "provisioner": provisioner}
-    for name in SERVICES:
+    for name in registered_services():
         if name not in started:
             started[name] = start(service_class(name))
     yield started
@@ -195,4 +294,20 @@ def admin_token(settings):
 
 @pytest.fixture
 def admin(rpc, admin_token, inventory):
-    return rpc.call("inventory", "authenticate", admin_token)
+    return authenticate(rpc, admin_token)
+
+
+def authenticate(rpc, token):
+    """The principal of an API or agent token, asked as the gateway asks: by the token's hash."""
+    return rpc.call("inventory", "authenticate", token_hash(token))
+
+
+def create_token(rpc, principal, data):
+    """inventory's create_token answer with its token opened, as the gateway opens it."""
+    created = rpc.call("inventory", "create_token", principal, data)
+    return dict(created, token=TEST_BOX.open_sealed(API_TOKEN, created["token"]))
+
+
+def agent_token(rpc, server_id):
+    """A fresh agent token of a server, opened as the provisioner opens it for a bundle."""
+    return TEST_BOX.open_sealed(AGENT_TOKEN, rpc.call("inventory", "issue_agent_token", server_id)["token"])

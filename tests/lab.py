@@ -2,7 +2,7 @@
 
 Each lab host is a network namespace with a veth pair to the host (a /30 in
 198.18.0.0/15), its own sshd (generated host key; root and a non-root user
-``steward`` with sudo; password and key logins) and its own install prefix.
+``steward`` with sudo, all of it until ``limit_sudo``; password and key logins) and its own install prefix.
 Users, passwords and sudo rights exist only inside the lab sshd's mount
 namespace: its /etc/passwd, /etc/shadow, /etc/group and /etc/sudoers are bind
 mounts of files in the lab's directory, so the machine's own accounts are
@@ -10,6 +10,11 @@ untouched. Sessions get STEWARD_PREFIX, so installs land in the lab's tree.
 
     with lab_hosts(2) as hosts:
         hosts[0].address, hosts[0].root_password, hosts[0].private_key, ...
+
+A lab host may run a Docker engine of its own (``lab_host(docker=[images])``): dockerd
+inside the namespace with its data, exec root, pid file and socket in the lab's directory,
+its bridge in 198.18.254.0/23, and the given images loaded from this machine's engine.
+Sessions get DOCKER_HOST pointing at that socket, so a lab host never reaches another engine.
 
 Everything made is removed on exit, also when the body raised.
 """
@@ -35,6 +40,8 @@ _LOCK = LAB_ROOT / ".lock"
 _PROCESS_LOCK = threading.Lock()
 USER = "steward"
 USER_UID = 64990
+SUDO_DEFAULTS = ["Defaults env_reset", 'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+                 "root ALL=(ALL:ALL) ALL"]
 
 
 def _run(*argv, check=True):
@@ -42,6 +49,16 @@ def _run(*argv, check=True):
     if check and done.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done
+
+
+def _stop_group(process, grace):
+    """SIGTERM to a process group we started, SIGKILL after ``grace`` seconds."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _password_hash(password):
@@ -72,6 +89,7 @@ class LabHost:
         self.user_password = secrets.token_urlsafe(12)
         self.sshd = None
         self.network = None
+        self.dockerd = None
 
     # -- what a test needs ----------------------------------------------------
     @property
@@ -86,6 +104,49 @@ class LabHost:
     @property
     def private_key(self):
         return (self.root / "client_key").read_text()
+
+    @property
+    def docker_socket(self):
+        return self.root / "docker" / "docker.sock"
+
+    def docker(self, *argv, check=True):
+        """The docker CLI against this lab host's own engine."""
+        return _run("docker", "-H", f"unix://{self.docker_socket}", *argv, check=check)
+
+    def start_docker(self, images=()):
+        """dockerd inside the namespace, state under the lab's directory; ``images`` copied from this machine's engine."""
+        state = self.root / "docker"
+        state.mkdir(parents=True, exist_ok=True)
+        # nsenter, not `ip netns exec`: that remounts /sys for the namespace, hiding the cgroups dockerd needs.
+        self.dockerd = subprocess.Popen(
+            ["nsenter", f"--net=/var/run/netns/{self.namespace}", "dockerd", "--data-root", str(state / "data"),
+             "--exec-root", str(state / "exec"), "--pidfile", str(state / "dockerd.pid"),
+             "--host", f"unix://{self.docker_socket}", "--bip", "198.18.254.1/24",
+             "--default-address-pool", "base=198.18.255.0/24,size=24"],
+            stdout=open(state / "dockerd.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while self.docker("info", check=False).returncode:
+            if self.dockerd.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"lab dockerd did not start: {(state / 'dockerd.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        if images:
+            saved = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+            subprocess.run(["docker", "-H", f"unix://{self.docker_socket}", "load", "-q"], stdin=saved.stdout,
+                           capture_output=True, check=True)
+            if saved.wait():
+                raise RuntimeError(f"docker save {' '.join(images)} failed")
+
+    def stop_docker(self):
+        if self.dockerd is None or self.dockerd.poll() is not None:
+            return
+        ids = self.docker("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids, check=False)
+        _stop_group(self.dockerd, 30)
+        # What a killed engine left mounted under the lab's directory (overlays, its exec root).
+        mounts = _run("findmnt", "-rn", "-o", "TARGET", check=False).stdout.split()
+        for target in sorted((m for m in mounts if m.startswith(f"{self.root}/")), reverse=True):
+            _run("umount", "-l", target, check=False)
 
     def exec(self, *argv, check=True):
         """Run a command inside the lab host's network namespace."""
@@ -123,14 +184,18 @@ class LabHost:
         shadow += [f"root:{_password_hash(self.root_password)}:19000:0:99999:7:::",
                    f"{USER}:{_password_hash(self.user_password)}:19000:0:99999:7:::"]
         group = Path("/etc/group").read_text().splitlines() + [f"{USER}:x:{USER_UID}:"]
-        sudoers = ["Defaults env_reset", 'Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
-                   "root ALL=(ALL:ALL) ALL", f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL"]
+        sudoers = SUDO_DEFAULTS + [f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL"]
         for name, lines, mode in (("passwd", passwd, 0o644), ("shadow", shadow, 0o640), ("group", group, 0o644),
                                   ("sudoers", sudoers, 0o440)):
             path = etc / name
             path.write_text("\n".join(lines) + "\n")
             os.chmod(path, mode)
         os.chown(home_user, USER_UID, USER_UID)
+
+    def limit_sudo(self, rules_file):
+        """The user's sudo rights become exactly ``rules_file`` (included as written; root keeps its own rule).
+        The sshd sees it at once: its /etc/sudoers is this file, bind-mounted, rewritten in place."""
+        (self.root / "etc" / "sudoers").write_text("\n".join(SUDO_DEFAULTS + [f"@include {rules_file}"]) + "\n")
 
     def _write_sshd(self):
         ssh = self.root / "ssh"
@@ -152,7 +217,7 @@ class LabHost:
             "UsePAM no",
             "StrictModes no",
             "MaxStartups 100:30:200",
-            f"SetEnv STEWARD_PREFIX={self.prefix}",
+            f"SetEnv STEWARD_PREFIX={self.prefix} DOCKER_HOST=unix://{self.docker_socket}",
             "Subsystem sftp internal-sftp",
             "",
         ]))
@@ -183,12 +248,7 @@ class LabHost:
 
     def stop_sshd(self):
         if self.sshd is not None and self.sshd.poll() is None:
-            os.killpg(self.sshd.pid, signal.SIGTERM)
-            try:
-                self.sshd.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.sshd.pid, signal.SIGKILL)
-                self.sshd.wait()
+            _stop_group(self.sshd, 5)
         self.sshd = None
 
     def rotate_host_key(self):
@@ -199,6 +259,7 @@ class LabHost:
 
     def destroy(self):
         self.stop_sshd()
+        self.stop_docker()
         # Whatever the installs started in the namespace (knotd, kea-dhcp4, the agent).
         pids = _run("ip", "netns", "pids", self.namespace, check=False).stdout.split()
         for pid in pids:
@@ -210,13 +271,15 @@ class LabHost:
 
 
 @contextlib.contextmanager
-def lab_hosts(count=1):
-    """``count`` lab hosts, made in parallel; all removed on exit."""
+def lab_hosts(count=1, docker=None):
+    """``count`` lab hosts, made in parallel; all removed on exit. ``docker``: images for an engine of their own."""
     run_tag = uuid.uuid4().hex[:4]
     hosts = [LabHost(f"{run_tag}{i:02d}") for i in range(count)]
     try:
         with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
             list(pool.map(LabHost.create, hosts))
+            if docker is not None:
+                list(pool.map(lambda host: host.start_docker(docker), hosts))
         yield hosts
     finally:
         with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
@@ -224,6 +287,6 @@ def lab_hosts(count=1):
 
 
 @contextlib.contextmanager
-def lab_host():
-    with lab_hosts(1) as hosts:
+def lab_host(docker=None):
+    with lab_hosts(1, docker) as hosts:
         yield hosts[0]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install and start the Docker engine for the docker runtime (production).
 # The process runtime needs the component binaries instead: checked by pv_install.py.
-set -euo pipefail
+source "$(dirname "$(readlink -f "$0")")/pv_common.sh"
+help_only "$(basename "$0") [-h|--help]" "$@"
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     echo "docker $(docker version --format '{{.Server.Version}}') already running"
     exit 0

@@ -5,9 +5,10 @@
 
 Checks the component runtime (Docker, or the process runtime's knotd and
 kea-dhcp4), the monitoring component (the agent), that the broker accepts the
-agent's RabbitMQ credentials, and disk space. Prints one JSON object per check
-on stdout ({"name", "status": "passed"|"failed", "message"}), and exits 0 when
-every check passed, 1 otherwise.
+agent's RabbitMQ credentials, and disk space. Prints "== check NAME" as each
+check begins and one JSON object when it ends ({"name", "status":
+"passed"|"failed", "message"}) on stdout, and exits 0 when every check passed,
+1 otherwise.
 """
 import json
 import os
@@ -123,9 +124,15 @@ def check_disk():
 CHECKS = (("runtime", check_runtime), ("monitor", check_monitor), ("rabbitmq", check_rabbitmq), ("disk", check_disk))
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[-1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
     ok = True
     for name, check in CHECKS:
+        print("== check %s" % name, flush=True)  # the updater's step for it starts now
         try:
             status, message = check()
         except Exception as exc:  # one broken check must not hide the others

@@ -34,5 +34,6 @@ case "${1:-}" in
         fi
         echo "heartbeat stopped"
         ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    -h|--help) script_help "$(basename "$0") start|stop|-h" ;;
+    *) echo "usage: $(basename "$0") start|stop|-h" >&2; exit 2 ;;
 esac

@@ -11,11 +11,16 @@ the same steps it runs for a push update, calling this script's subcommands
 over SSH:
 
     pv_update.py state                      running and installed versions (JSON)
-    pv_update.py stop COMPONENT             keep the running version's files (first time), stop_pv_<component>.sh
+    pv_update.py stop COMPONENT             keep the running version's files and complete state, stop_pv_<component>.sh
     pv_update.py install IMAGE [--sha256 X] check and unpack an image into versions/<component>/<version>/
     pv_update.py start COMPONENT -v VERSION start_pv_<component>.sh -v VERSION
     pv_update.py activate COMPONENT VERSION put an installed image's files in place (the start scripts call it)
-    pv_update.py verify COMPONENT           pv_probes.py: DNS answers PVOK / DHCP leases from 198.51.100.0/24
+    pv_update.py verify COMPONENT           pv_probes.py: DNS answers PVOK / DHCP leases from 198.51.100.0/24,
+                                            and again after --settle seconds (a process that dies soon fails)
+    pv_update.py rollback COMPONENT -v V    stop, put back the complete state kept when V was stopped, start V
+    pv_update.py detach RUN_ID -- ARGS...   run "pv_update.py ARGS" apart from the SSH session (it survives a
+                                            dropped connection); its output and exit status stay in provision/runs
+    pv_update.py result RUN_ID [--wait S]   that run's output and exit status (75: still running after S seconds)
 
 An *image* (process runtime) is a gzip'd tar file holding ``manifest.json``
 (``{"format": 1, "component": "dns", "version": "2", "description": "..."}``)
@@ -44,6 +49,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -55,6 +61,11 @@ MAX_MANIFEST_BYTES = 64 * 1024
 MAX_MEMBERS = 2000
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 VERSION_PATTERN = re.compile(r"^[0-9][0-9A-Za-z._+-]{0,63}$")
+RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
+STILL_RUNNING = 75  # `result`: the run has not ended yet (EX_TEMPFAIL)
+RUNS_KEPT_SECONDS = 7 * 24 * 3600
+# How long a started component must keep answering before verify passes: one that dies seconds later fails.
+DEFAULT_SETTLE_SECONDS = 5.0
 # Where each component's image files land, relative to <prefix>/etc/steward (monitor: <prefix>/opt/steward).
 REQUIRED_FILES = {"dns": "files/knot/zones/pvverify.test.zone", "dhcp": "files/kea/subnet4.json", "monitor": None}
 
@@ -215,6 +226,144 @@ def _snapshot_current(component):
     os.rename(target, versions_dir(component, version))
 
 
+# -- the complete state of a component, kept at each stop and put back by a rollback ----------
+
+def kept_dir(component):
+    return os.path.join(provision_dir(), "kept", component)
+
+
+def _state_paths(component):
+    """Everything of a component that a release may change: its whole configuration directory (what a
+    release added is removed by putting the directory back) and, for the docker runtime, its image record."""
+    etc = os.path.join(prefix() + "/", "etc", "steward")
+    own = {"dns": os.path.join(etc, "knot"), "dhcp": os.path.join(etc, "kea"),
+           "monitor": os.path.join(_config_root("monitor"), "agent")}[component]
+    return {"config": own, "image": os.path.join(etc, "images", component)}
+
+
+def keep_state(component):
+    """Copy the running version's complete state aside; the copy of an earlier stop stays when none runs."""
+    version = _read_json(state_file(), {}).get(component)
+    if not version:
+        return None
+    target = tempfile.mkdtemp(dir=_ensure(os.path.dirname(kept_dir(component))), prefix=f".{component}-")
+    for name, path in _state_paths(component).items():
+        if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(target, name), symlinks=True)
+        elif os.path.isfile(path):
+            shutil.copy2(path, os.path.join(target, name))
+    with open(os.path.join(target, "version"), "w") as handle:
+        handle.write(version)
+    old = kept_dir(component) + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(kept_dir(component)):
+        os.rename(kept_dir(component), old)
+    os.rename(target, kept_dir(component))
+    shutil.rmtree(old, ignore_errors=True)
+    return version
+
+
+def restore_state(component, version):
+    """Put back what keep_state kept of ``version``; False when no copy of that version is kept."""
+    kept = kept_dir(component)
+    try:
+        with open(os.path.join(kept, "version")) as handle:
+            if handle.read().strip() != version:
+                return False
+    except OSError:
+        return False
+    for name, path in _state_paths(component).items():
+        source = os.path.join(kept, name)
+        aside = path + ".failed-release"
+        shutil.rmtree(aside, ignore_errors=True)
+        if os.path.isdir(path):
+            os.rename(path, aside)
+        elif os.path.isfile(path):
+            os.replace(path, aside)
+        if os.path.isdir(source):
+            shutil.copytree(source, path, symlinks=True)
+        elif os.path.isfile(source):
+            shutil.copy2(source, path)
+        if os.path.isdir(aside):
+            shutil.rmtree(aside)
+        elif os.path.isfile(aside):
+            os.remove(aside)
+    return True
+
+
+def rollback(component, version):
+    status = run_script(f"stop_pv_{component}.sh")
+    if status != 0:
+        return status
+    if restore_state(component, version):
+        print(f"{component}: the complete state kept when {version} was stopped is back in place")
+    else:
+        print(f"{component}: no complete state of {version} was kept; starting it from its release files")
+    return run_script(f"start_pv_{component}.sh", "-v", version)
+
+
+# -- runs apart from the SSH session -------------------------------------------------------
+
+def runs_dir(run_id=None):
+    base = os.path.join(provision_dir(), "runs")
+    return os.path.join(base, run_id) if run_id else base
+
+
+def _check_run_id(run_id):
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ImageError(f"{run_id!r} is not a run id (hex digits)")
+
+
+def detach(run_id, args):
+    """Start ``pv_update.py ARGS`` in a session of its own; starting the same run id again does nothing."""
+    _check_run_id(run_id)
+    _prune_runs()
+    directory = runs_dir(run_id)
+    try:
+        os.makedirs(directory)
+    except FileExistsError:
+        print(f"run {run_id} was started already")
+        return 0
+    script = ('"$@" >"$RUN_DIR/output" 2>&1; echo $? >"$RUN_DIR/status.tmp"; '
+              'mv "$RUN_DIR/status.tmp" "$RUN_DIR/status"')
+    env = dict(os.environ, STEWARD_PREFIX=prefix() or "/", RUN_DIR=directory)
+    subprocess.Popen(["sh", "-c", script, "sh", sys.executable, os.path.abspath(__file__)] + list(args),
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True, env=env)
+    print(f"run {run_id} started")
+    return 0
+
+
+def result(run_id, wait_seconds):
+    _check_run_id(run_id)
+    directory = runs_dir(run_id)
+    if not os.path.isdir(directory):
+        print(f"error: no run {run_id} on this server", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + wait_seconds
+    status_path = os.path.join(directory, "status")
+    while not os.path.exists(status_path):
+        if time.monotonic() >= deadline:
+            return STILL_RUNNING
+        time.sleep(0.2)
+    with open(os.path.join(directory, "output"), errors="replace") as handle:
+        sys.stdout.write(handle.read())
+    with open(status_path) as handle:
+        return int(handle.read().strip() or 1)
+
+
+def _prune_runs():
+    cutoff = time.time() - RUNS_KEPT_SECONDS
+    try:
+        names = os.listdir(runs_dir())
+    except OSError:
+        return
+    for name in names:
+        path = runs_dir(name)
+        if os.path.exists(os.path.join(path, "status")) and os.path.getmtime(path) < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _ensure(path):
     os.makedirs(path, exist_ok=True)
     return path
@@ -288,11 +437,19 @@ def run_script(name, *args):
     return _run(["bash", _script(name)] + list(args))
 
 
-def verify(component):
-    """The install's own probes: a component passes an update by the same test it passed the install."""
+def verify(component, settle_seconds=DEFAULT_SETTLE_SECONDS):
+    """The install's own probes: a component passes an update by the same test it passed the install, now and
+    again ``settle_seconds`` later (a release that starts, answers once and dies does not pass)."""
     if component == "monitor":
-        return _run(["bash", "-c", 'kill -0 "$(cat "$STEWARD_PREFIX/run/steward/agent.pid")"'])
-    return _run([sys.executable, _script("pv_probes.py"), component])
+        argv = ["bash", "-c", 'kill -0 "$(cat "$STEWARD_PREFIX/run/steward/agent.pid")"']
+    else:
+        argv = [sys.executable, _script("pv_probes.py"), component]
+    status = _run(argv)
+    if status != 0 or settle_seconds <= 0:
+        return status
+    time.sleep(settle_seconds)
+    print(f"{component}: checking again after {settle_seconds:g} s")
+    return _run(argv)
 
 
 # -- by hand: ask the control plane ---------------------------------------------
@@ -312,10 +469,22 @@ def request_update(component=None, version=None, config_path=None):
         headers={"Authorization": f"Bearer {config['agent_token']}", "Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=_tls_context(base, config.get("verify_ca"))) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         raise SystemExit(f"the control plane refused: {exc.code} {exc.read().decode(errors='replace')}")
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"cannot reach the control plane at {base}: {exc.reason}")
+
+
+def _tls_context(url, verify_ca):
+    """HTTPS as the agent's heartbeat does it (the admin setting Verify CA, agent/tls.py)."""
+    if not url.startswith("https:"):
+        return None
+    sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # the agent package is installed beside it
+    from agent.tls import client_context
+
+    return client_context(verify_ca)
 
 
 def main(argv=None):
@@ -325,11 +494,21 @@ def main(argv=None):
     parser.add_argument("--config", help="by hand: the agent configuration (default <prefix>/etc/steward/agent.json)")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("state")
-    for name in ("stop", "verify"):
-        commands.add_parser(name).add_argument("component", choices=COMPONENTS)
-    start = commands.add_parser("start")
-    start.add_argument("component", choices=COMPONENTS)
-    start.add_argument("-v", dest="start_version", required=True)
+    commands.add_parser("stop").add_argument("component", choices=COMPONENTS)
+    verifying = commands.add_parser("verify")
+    verifying.add_argument("component", choices=COMPONENTS)
+    verifying.add_argument("--settle", type=float, default=DEFAULT_SETTLE_SECONDS,
+                           help="probe again after this many seconds (default %(default)s; 0: once)")
+    for name in ("start", "rollback"):
+        starting = commands.add_parser(name)
+        starting.add_argument("component", choices=COMPONENTS)
+        starting.add_argument("-v", dest="start_version", required=True)
+    detaching = commands.add_parser("detach")
+    detaching.add_argument("run_id")
+    detaching.add_argument("run_args", nargs=argparse.REMAINDER)
+    results = commands.add_parser("result")
+    results.add_argument("run_id")
+    results.add_argument("--wait", type=float, default=0, help="seconds to wait for the run to end")
     installing = commands.add_parser("install")
     installing.add_argument("image")
     installing.add_argument("--sha256")
@@ -348,16 +527,24 @@ def main(argv=None):
             return 0
         if args.command == "stop":
             _snapshot_current(args.component)  # before the stop script forgets which version ran
+            keep_state(args.component)
             return run_script(f"stop_pv_{args.component}.sh")
         if args.command == "start":
             return run_script(f"start_pv_{args.component}.sh", "-v", args.start_version)
+        if args.command == "rollback":
+            return rollback(args.component, args.start_version)
+        if args.command == "detach":
+            run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+            return detach(args.run_id, run_args)
+        if args.command == "result":
+            return result(args.run_id, args.wait)
         if args.command == "install":
             print(json.dumps(install(args.image, args.sha256)))
             return 0
         if args.command == "activate":
             activate(args.component, args.activate_version)
             return 0
-        return verify(args.component)
+        return verify(args.component, args.settle)
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

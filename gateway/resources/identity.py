@@ -1,7 +1,5 @@
-import falcon
-
-from gateway.resources import json_body, no_content, principal
-from shared.errors import ValidationFailed
+from gateway.resources import json_body, principal
+from shared.crypto import API_TOKEN
 
 
 class UserCollection:
@@ -13,7 +11,6 @@ class UserCollection:
 
     def on_post(self, req, resp):
         resp.media = self.inventory.create_user(principal(req), json_body(req))
-        resp.status = falcon.HTTP_201
 
 
 class UserItem:
@@ -28,22 +25,19 @@ class UserItem:
 
     def on_delete(self, req, resp, user_id):
         self.inventory.delete_user(principal(req), user_id)
-        no_content(resp)
 
 
 class TokenCollection:
-    def __init__(self, inventory):
+    def __init__(self, inventory, secret_box):
         self.inventory = inventory
+        self.secret_box = secret_box
 
     def on_get(self, req, resp):
-        unknown = set(req.params) - {"user"}
-        if unknown:
-            raise ValidationFailed("invalid query", {name: ["unknown field"] for name in sorted(unknown)})
-        resp.media = self.inventory.list_tokens(principal(req), req.get_param("user"))
+        resp.media = self.inventory.list_tokens(principal(req), dict(req.params))
 
     def on_post(self, req, resp):
-        resp.media = self.inventory.create_token(principal(req), json_body(req))
-        resp.status = falcon.HTTP_201
+        created = self.inventory.create_token(principal(req), json_body(req))
+        resp.media = dict(created, token=self.secret_box.open_sealed(API_TOKEN, created["token"]))
 
 
 class TokenItem:
@@ -52,4 +46,3 @@ class TokenItem:
 
     def on_delete(self, req, resp, token_id):
         self.inventory.delete_token(principal(req), token_id)
-        no_content(resp)

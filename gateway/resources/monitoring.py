@@ -1,10 +1,17 @@
 """The Monitoring API: agents' heartbeats in, statistics and liveness out."""
+import threading
+import time
+from datetime import datetime, timezone
+
 import falcon
 from marshmallow import ValidationError
 
 from gateway.resources import json_body, principal
-from shared.errors import PermissionDenied, ValidationFailed
-from shared.schemas.agent import Heartbeat, heartbeat_routing_key, load_message
+from shared.authz import require_own_agent
+from shared.errors import ServiceUnavailable, ValidationFailed
+from shared.schemas.agent import (
+    HEARTBEAT_BEHIND, MAX_HEARTBEAT_BYTES, Heartbeat, collected_at_problem, heartbeat_routing_key, load_message,
+)
 
 
 class HeartbeatCollection:
@@ -12,33 +19,62 @@ class HeartbeatCollection:
 
     The gateway validates (rather than forwarding to a service) because this is
     the one hot path agents hit every 30 s: a confirmed publish is all it costs.
+    It is stored as the token's server's, whatever else the body says.
     """
 
-    agent_access = True
-
-    def __init__(self, publisher):
-        self.publisher = publisher
+    def __init__(self, agent_publisher, inventory):
+        self.publisher = agent_publisher
         self.schema = Heartbeat()
+        self.switches = CollectorSwitches(inventory)
 
     def on_post(self, req, resp):
+        if (req.content_length or 0) > MAX_HEARTBEAT_BYTES:
+            raise falcon.HTTPContentTooLarge(description=f"a heartbeat has at most {MAX_HEARTBEAT_BYTES} bytes")
         body = json_body(req)
         try:
             # load_message takes the agent's canonical form without marshmallow; for any other
             # kind the Heartbeat schema says what is wrong.
             if isinstance(body, dict) and body.get("kind") == "heartbeat":
-                load_message(body)
+                heartbeat = load_message(body)
             else:
-                self.schema.load(body)
+                heartbeat = self.schema.load(body)
         except ValidationError as exc:
             raise ValidationFailed("invalid heartbeat", exc.messages) from None
-        caller = principal(req)
-        if caller.get("scope") != "agent":
-            raise PermissionDenied("heartbeats come from agents, with their server's agent token")
-        if caller.get("server_id") != body["server_id"]:
-            raise PermissionDenied("an agent token may only send its own server's heartbeats")
-        self.publisher.publish(body, heartbeat_routing_key(body["server_id"]))
-        resp.status = falcon.HTTP_202
-        resp.media = {"accepted": True, "server_id": body["server_id"], "seq": body["seq"]}
+        agent = principal(req)
+        require_own_agent(agent, heartbeat["server_id"])
+        problem = collected_at_problem(heartbeat["collected_at"], datetime.now(timezone.utc), HEARTBEAT_BEHIND)
+        if problem:
+            raise ValidationFailed("invalid heartbeat", {"collected_at": [problem]})
+        self.publisher.publish(body, heartbeat_routing_key(agent["server_id"]))
+        resp.media = {"accepted": True, "server_id": agent["server_id"], "seq": heartbeat["seq"]}
+        collect = self.switches.current()
+        if collect is not None:  # inventory away: the agent keeps what it was told last
+            resp.media["collect"] = collect
+
+
+class CollectorSwitches:
+    """The monitoring settings' system_monitoring/dns_monitoring, asked of inventory at most every ``seconds`` per
+    worker: every agent's heartbeat (each 30 s) carries them, so a toggle acts within a heartbeat and this cache."""
+
+    def __init__(self, inventory, seconds=10.0, clock=time.monotonic):
+        self.inventory = inventory
+        self.seconds = seconds
+        self.clock = clock
+        self.known = None  # (asked at, switches)
+        self.lock = threading.Lock()
+
+    def current(self):
+        with self.lock:
+            known = self.known
+        if known is not None and self.clock() - known[0] < self.seconds:
+            return known[1]
+        try:
+            switches = self.inventory.collector_switches()
+        except ServiceUnavailable:
+            return known[1] if known else None
+        with self.lock:
+            self.known = (self.clock(), switches)
+        return switches
 
 
 class _Monitoring:
@@ -61,6 +97,11 @@ class ServerRecords(_Monitoring):
         resp.media = self.monitoring.record_last_access(principal(req), server_id, dict(req.params))
 
 
+class ServerRecordHits(_Monitoring):
+    def on_get(self, req, resp, server_id):
+        resp.media = self.monitoring.record_hits(principal(req), server_id, dict(req.params))
+
+
 class ServerLiveness(_Monitoring):
     def on_get(self, req, resp, server_id):
         resp.media = self.monitoring.server_liveness(principal(req), server_id, dict(req.params))
@@ -74,3 +115,22 @@ class ServerRetention(_Monitoring):
 class RecordRps(_Monitoring):
     def on_get(self, req, resp):
         resp.media = self.monitoring.record_rps(principal(req), dict(req.params))
+
+
+class DeadLetterCollection(_Monitoring):
+    def on_get(self, req, resp):
+        resp.media = self.monitoring.list_dead_letters(principal(req), dict(req.params))
+
+
+class DeadLetterItem(_Monitoring):
+    def on_get(self, req, resp, letter_id):
+        resp.media = self.monitoring.get_dead_letter(principal(req), letter_id)
+
+    def on_delete(self, req, resp, letter_id):
+        self.monitoring.drop_dead_letter(principal(req), letter_id)
+        resp.status = falcon.HTTP_204
+
+
+class DeadLetterRetry(_Monitoring):
+    def on_post(self, req, resp, letter_id):
+        resp.media = self.monitoring.retry_dead_letter(principal(req), letter_id)

@@ -1,13 +1,5 @@
 """Notifications: channels, rules, templates and the delivery log (the notifier service owns them)."""
-import falcon
-
-from gateway.resources import json_body, no_content, principal
-
-
-def _created(req, resp, item):
-    resp.media = item
-    resp.status = falcon.HTTP_201
-    resp.location = f"{req.path}/{item['id']}"
+from gateway.resources import json_body, principal
 
 
 class ChannelCollection:
@@ -18,7 +10,7 @@ class ChannelCollection:
         resp.media = self.notifier.list_channels(principal(req))
 
     def on_post(self, req, resp):
-        _created(req, resp, self.notifier.create_channel(principal(req), json_body(req)))
+        resp.media = self.notifier.create_channel(principal(req), json_body(req))
 
 
 class ChannelItem:
@@ -33,7 +25,6 @@ class ChannelItem:
 
     def on_delete(self, req, resp, channel_id):
         self.notifier.delete_channel(principal(req), channel_id)
-        no_content(resp)
 
 
 class ChannelTest:
@@ -52,7 +43,7 @@ class RuleCollection:
         resp.media = self.notifier.list_rules(principal(req))
 
     def on_post(self, req, resp):
-        _created(req, resp, self.notifier.create_rule(principal(req), json_body(req)))
+        resp.media = self.notifier.create_rule(principal(req), json_body(req))
 
 
 class RuleItem:
@@ -67,7 +58,6 @@ class RuleItem:
 
     def on_delete(self, req, resp, rule_id):
         self.notifier.delete_rule(principal(req), rule_id)
-        no_content(resp)
 
 
 class TemplateCollection:
@@ -78,7 +68,7 @@ class TemplateCollection:
         resp.media = self.notifier.list_templates(principal(req))
 
     def on_post(self, req, resp):
-        _created(req, resp, self.notifier.set_template(principal(req), json_body(req)))
+        resp.media = self.notifier.set_template(principal(req), json_body(req))
 
 
 class TemplateItem:
@@ -87,7 +77,6 @@ class TemplateItem:
 
     def on_delete(self, req, resp, template_id):
         self.notifier.delete_template(principal(req), template_id)
-        no_content(resp)
 
 
 class DeliveryCollection:

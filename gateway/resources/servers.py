@@ -3,26 +3,25 @@ import time
 
 import falcon
 
-from gateway.resources import json_body, no_content, principal
+from gateway.resources import json_body, principal, send_unless_unchanged
 from shared.errors import ServiceUnavailable
+
+# A delete first uninstalls over SSH (every component, the agent, its broker user): seconds on a quiet
+# server, more on a busy one, so it waits longer than the usual call's timeout.
+CLEANUP_SECONDS = 60
 
 
 def merge_fleet_status(rows, status):
-    """What monitoring-ingest knows wins; a server it never heard from keeps inventory's values.
+    """Requests come from monitoring-ingest; a server it never heard from keeps inventory's values.
 
-    Liveness maps onto the list's states: down stays down; up is running when the
-    last heartbeat reported a running component, stopped when it reported none.
+    State and versions are inventory's stored copy of what monitoring-ingest decided (its
+    ``server_state_changed`` and ``server_versions_reported`` events), so that the row and
+    the list's ``state`` filter read one thing and always agree.
     """
     for row in rows:
         known = status.get(str(row["id"]))
-        if known is None:
-            continue
-        row["requests"], row["requests_status"] = known["requests"], known["requests_status"]
-        if known["state"] == "down":
-            row["state"] = "down"
-        elif known["state"] == "up":
-            row["versions"] = known["versions"]
-            row["state"] = "running" if known["versions"] else "stopped"
+        if known is not None:
+            row["requests"], row["requests_status"] = known["requests"], known["requests_status"]
 
 
 def add_fleet_status(monitoring, rows):
@@ -74,25 +73,23 @@ class FleetStatusCache:
 
 
 class ServerCollection:
-    def __init__(self, inventory, monitoring=None, status_cache_seconds=0.0):
+    def __init__(self, inventory, monitoring, fleet_status_cache_seconds):
         self.inventory = inventory
-        self.status = FleetStatusCache(monitoring, status_cache_seconds)
+        self.status = FleetStatusCache(monitoring, fleet_status_cache_seconds)
 
     def on_get(self, req, resp):
         page = self.inventory.list_servers(principal(req), dict(req.params))
         self.status.add(page["items"])
-        resp.media = page
+        send_unless_unchanged(req, resp, page)
 
     def on_post(self, req, resp):
-        server = self.inventory.create_server(principal(req), json_body(req))
-        resp.media = server
-        resp.status = falcon.HTTP_201
-        resp.location = f"{req.path}/{server['id']}"
+        resp.media = self.inventory.create_server(principal(req), json_body(req))
 
 
 class ServerItem:
-    def __init__(self, inventory, monitoring=None):
+    def __init__(self, inventory, provisioner, monitoring):
         self.inventory = inventory
+        self.provisioner = provisioner
         self.monitoring = monitoring
 
     def on_get(self, req, resp, server_id):
@@ -104,5 +101,18 @@ class ServerItem:
         resp.media = self.inventory.update_server(principal(req), server_id, json_body(req))
 
     def on_delete(self, req, resp, server_id):
-        self.inventory.delete_server(principal(req), server_id)
-        no_content(resp)
+        """First removes what Steward installed on the server (best effort), then the record.
+
+        204 when there was nothing to remove from the server; otherwise 200 with what
+        was removed and what could not be (the record is deleted either way).
+        """
+        try:
+            cleanup = self.provisioner.waiting(CLEANUP_SECONDS).cleanup_server(principal(req), server_id)
+        except ServiceUnavailable as exc:
+            cleanup = {"server_id": server_id, "uninstalled": False, "rabbitmq_user_removed": False,
+                       "nothing_installed": False, "problems": [f"cleanup on the server skipped: {exc.message}"]}
+        deleted = self.inventory.delete_server(principal(req), server_id)
+        if cleanup.pop("nothing_installed", False):
+            resp.status = falcon.HTTP_204
+            return
+        resp.media = {"deleted": deleted, "cleanup": cleanup}

@@ -13,7 +13,7 @@ import falcon
 
 from gateway.resources import json_body, principal
 from shared.authz import require_role
-from shared.errors import PermissionDenied, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.schemas.updater import INCOMING_DIR
 
 CHUNK = 1 << 16
@@ -62,16 +62,16 @@ def discard(path):
 
 
 class VersionCollection:
-    def __init__(self, updater, spool):
+    def __init__(self, updater, image_spool):
         self.updater = updater
-        self.spool = spool
+        self.spool = image_spool
 
     def on_get(self, req, resp):
         resp.media = self.updater.list_versions(principal(req), dict(req.params))
 
     def on_post(self, req, resp):
-        # Checked here too, so a viewer's upload is refused before it fills the disk.
-        require_role(principal(req), "operator")
+        # Checked here too, so an upload nobody but an admin may make is refused before it fills the disk.
+        require_role(principal(req), "admin")
         upload, path = self.spool.receive(req.bounded_stream, req.content_length)
         if req.get_param("component"):
             upload["component"] = req.get_param("component")
@@ -79,22 +79,15 @@ class VersionCollection:
             resp.media = self.updater.add_image(principal(req), upload)
         finally:
             discard(path)  # the updater moved it into the catalog, or refused it
-        resp.status = falcon.HTTP_201
 
 
 class PushUpdate:
-    agent_access = True  # pv_update.py run by hand on the server asks with the agent token
-
     def __init__(self, updater):
         self.updater = updater
 
     def on_post(self, req, resp, server_id):
-        who = principal(req)
-        if who.get("scope") == "agent" and who.get("server_id") != server_id:
-            raise PermissionDenied("an agent token may only update its own server")
-        resp.media = self.updater.push_update(who, server_id, json_body(req))
-        resp.status = falcon.HTTP_202
-        resp.location = f"/api/v2/update-tasks/{resp.media['task_id']}"
+        # The updater applies the server-user rule, which lets this server's own agent in too (shared/authz.py).
+        resp.media = self.updater.push_update(principal(req), server_id, json_body(req))
 
 
 class ServerUpdateTasks:
@@ -102,7 +95,7 @@ class ServerUpdateTasks:
         self.updater = updater
 
     def on_get(self, req, resp, server_id):
-        resp.media = self.updater.list_tasks(principal(req), server_id)
+        resp.media = self.updater.server_update_tasks(principal(req), server_id)
 
 
 class UpdateTaskItem:
@@ -110,7 +103,7 @@ class UpdateTaskItem:
         self.updater = updater
 
     def on_get(self, req, resp, task_id):
-        resp.media = self.updater.get_task(principal(req), task_id)
+        resp.media = self.updater.get_update_task(principal(req), task_id)
 
 
 class UpdateTaskLog:
@@ -118,7 +111,7 @@ class UpdateTaskLog:
         self.updater = updater
 
     def on_get(self, req, resp, task_id):
-        resp.text = self.updater.get_task_log(principal(req), task_id)
+        resp.text = self.updater.get_update_task_log(principal(req), task_id)
         resp.content_type = "text/plain; charset=utf-8"
         resp.downloadable_as = f"update-{task_id}.log"
 
@@ -131,10 +124,7 @@ class RolloutCollection:
         resp.media = self.updater.list_rollouts(principal(req))
 
     def on_post(self, req, resp):
-        rollout = self.updater.create_rollout(principal(req), json_body(req))
-        resp.media = rollout
-        resp.status = falcon.HTTP_201
-        resp.location = f"{req.path}/{rollout['id']}"
+        resp.media = self.updater.create_rollout(principal(req), json_body(req))
 
 
 class RolloutItem:
@@ -145,13 +135,20 @@ class RolloutItem:
         resp.media = self.updater.get_rollout(principal(req), rollout_id)
 
 
-class RolloutAction:
-    def __init__(self, updater, action):
+class RolloutResume:
+    def __init__(self, updater):
         self.updater = updater
-        self.action = action  # resume or cancel
 
     def on_post(self, req, resp, rollout_id):
-        resp.media = getattr(self.updater, f"{self.action}_rollout")(principal(req), rollout_id)
+        resp.media = self.updater.resume_rollout(principal(req), rollout_id)
+
+
+class RolloutCancel:
+    def __init__(self, updater):
+        self.updater = updater
+
+    def on_post(self, req, resp, rollout_id):
+        resp.media = self.updater.cancel_rollout(principal(req), rollout_id)
 
 
 class Diagnostics:
@@ -159,10 +156,15 @@ class Diagnostics:
         self.updater = updater
 
     def on_post(self, req, resp, server_id):
-        run = self.updater.run_diagnostics(principal(req), server_id)
-        resp.media = run
-        resp.status = falcon.HTTP_201
-        resp.location = f"/api/v2/servers/{server_id}/diagnostics/{run['id']}"
+        resp.media = self.updater.run_diagnostics(principal(req), server_id)
+
+
+class DiagnosticsCollection:
+    def __init__(self, updater):
+        self.updater = updater
+
+    def on_get(self, req, resp, server_id):
+        resp.media = self.updater.list_diagnostics(principal(req), server_id)
 
 
 class DiagnosticsItem:

@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from shared.schemas.servers import requests_status
 
-# key and state are what a search filters on; row is what the list shows.
-Entry = namedtuple("Entry", "key state row")
+# key, state, os and runtime are what a search filters on; row is what the list shows.
+Entry = namedtuple("Entry", "key state os runtime row")
 
 
 def list_row(server_id, name, address, state, versions, requests=0):
@@ -34,7 +34,7 @@ def list_row(server_id, name, address, state, versions, requests=0):
 
 _VERSION = text("SELECT version FROM inventory.fleet_version WHERE id = 1")
 _FLEET = text("""
-SELECT s.id, s.name, s.name_key, s.address, s.state,
+SELECT s.id, s.name, s.name_key, s.address, s.state, s.os, s.runtime,
     coalesce((SELECT jsonb_object_agg(c.name, c.version) FROM inventory.server_components c
               WHERE c.server_id = s.id AND c.state = 'running' AND c.version IS NOT NULL), '{}') AS versions
 FROM inventory.servers s
@@ -53,18 +53,20 @@ class FleetCopy:
         version = connection.execute(_VERSION).scalar()
         if version is None or version != self.version:
             # name_key is lower(name) in collation "C": Python's str order is that byte order.
-            entries = [Entry(row.name_key, row.state, list_row(row.id, row.name, row.address, row.state, row.versions))
+            entries = [Entry(row.name_key, row.state, row.os, row.runtime,
+                             list_row(row.id, row.name, row.address, row.state, row.versions))
                        for row in connection.execute(_FLEET)]
             self.entries, self.searches, self.version = entries, OrderedDict(), version
         return self.entries, self.searches
 
-    def matching(self, connection, search=None, state=None):
-        """Servers whose name holds ``search`` (any case) and in ``state``, in name order."""
+    def matching(self, connection, search=None, state=None, os=None, runtime=None):
+        """Servers whose name holds ``search`` (any case), in ``state``, on ``os``, with ``runtime``, in name order."""
         entries, searches = self._current(connection)
-        key = (search.lower() if search else None, state)
+        key = (search.lower() if search else None, state, os, runtime)
         found = searches.get(key)
         if found is None:
-            found = [e for e in entries if (not key[0] or key[0] in e.key) and (not state or e.state == state)]
+            found = [e for e in entries if (not key[0] or key[0] in e.key) and (not state or e.state == state)
+                     and (not os or e.os == os) and (not runtime or e.runtime == runtime)]
             searches[key] = found
             if len(searches) > SEARCHES_KEPT:
                 searches.popitem(last=False)
@@ -72,9 +74,9 @@ class FleetCopy:
             searches.move_to_end(key)
         return found
 
-    def page(self, connection, search=None, sort="name", state=None, page=1, per_page=25):
+    def page(self, connection, search=None, sort="name", state=None, page=1, per_page=25, os=None, runtime=None):
         """(entries of one page, total)."""
-        found = self.matching(connection, search, state)
+        found = self.matching(connection, search, state, os, runtime)
         start, stop = (page - 1) * per_page, page * per_page
         if sort == "-name":  # by name_key, then id, both descending: the same list backwards
             chosen = found[::-1][start:stop]

@@ -1,21 +1,25 @@
 """Users, groups, server users and API tokens."""
+import math
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.inventory.models import ApiToken, Group, Server, User
-from shared.authz import is_admin, require_role
+from services.inventory.models import ApiToken, Group, Server, SignInFailure, User
+from services.inventory.passwords import hash_password, password_matches
+from shared.authz import AGENT_SCOPE, is_admin, require_role
 from shared.crypto import new_token, token_hash
-from shared.errors import DuplicateName, NotAuthenticated, PermissionDenied, TokenNotFound, UserNotFound
-from shared.schemas.identity import SERVERS_GROUP
+from shared.errors import (DuplicateName, NotAuthenticated, PermissionDenied, TokenNotFound, TooManyAttempts,
+                           UserNotFound, ValidationFailed)
+from shared.schemas.identity import SERVERS_GROUP, SESSION_SCOPE
 
 # A token's last_used_at is refreshed at most this often, so auth stays a read.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Failed sign-ins allowed per user name, and per client address, within SIGN_IN_WINDOW; one more gets 429.
+SIGN_IN_FAILURES_ALLOWED = 5
+SIGN_IN_WINDOW = timedelta(minutes=1)
 
-
-AGENT_SCOPE = "agent"
 
 
 def principal_of(token):
@@ -34,6 +38,7 @@ def user_dict(user):
         "name": user.name,
         "role": user.role,
         "groups": [g.name for g in user.groups],
+        "password_set": user.password_hash is not None,
         "created_at": user.created_at,
     }
 
@@ -80,8 +85,9 @@ class Identity:
     def list_users(self):
         return list(self.session.scalars(select(User).order_by(User.name)))
 
-    def create_user(self, name, role="viewer", groups=(), auto_created=False):
-        user = User(name=name, role=role, auto_created=auto_created)
+    def create_user(self, name, role="viewer", groups=(), auto_created=False, password=None):
+        user = User(name=name, role=role, auto_created=auto_created,
+                    password_hash=hash_password(password) if password else None)
         user.groups = [self._group(g) for g in dict.fromkeys(groups)]
         self.session.add(user)
         try:
@@ -97,6 +103,8 @@ class Identity:
             user.role = changes["role"]
         if "groups" in changes:
             user.groups = [self._group(g) for g in dict.fromkeys(changes["groups"])]
+        if "password" in changes:
+            user.password_hash = hash_password(changes["password"])
         self.session.flush()
         return user
 
@@ -118,8 +126,9 @@ class Identity:
         return user
 
     # -- tokens ----------------------------------------------------------
-    def create_token(self, user, name="api", expires_in_days=None, scope="full", server_id=None):
+    def create_token(self, user, name="api", expires_in_days=None, scope="full", server_id=None, lifetime=None):
         secret = new_token()
+        lifetime = lifetime or (timedelta(days=expires_in_days) if expires_in_days else None)
         token = ApiToken(
             user=user,
             name=name,
@@ -127,7 +136,7 @@ class Identity:
             server_id=server_id,
             token_hash=token_hash(secret),
             prefix=secret[:8],
-            expires_at=self.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+            expires_at=self.now() + lifetime if lifetime else None,
         )
         self.session.add(token)
         self.session.flush()
@@ -155,14 +164,76 @@ class Identity:
         require_role(principal, "admin")
         return self.user_by_name(user_name)
 
-    def authenticate(self, secret):
-        token = self.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(secret)))
+    def sign_in(self, name, password, lifetime, address):
+        """A console session: a token of the user's that expires after ``lifetime``; the same answer for
+        an unknown user, a wrong password and a user without one. A failure is recorded (the caller commits it
+        before raising); past the limit for the name or the address, 429 without trying the password."""
+        self.check_sign_in_limit(name, address)
+        user = self.session.scalar(select(User).where(User.name == name))
+        if not password_matches(user.password_hash if user else None, password):
+            self.record_sign_in_failure(name, address)
+            raise NotAuthenticated("wrong user name or password")
+        self.session.execute(delete(SignInFailure).where(SignInFailure.name == name, SignInFailure.address == address))
+        return self.create_token(user, "console session", scope=SESSION_SCOPE, lifetime=lifetime)
+
+    def change_password(self, user_id, current, new, address, keep_session=None):
+        """The user's own password change: the current one must match (a wrong one counts as a failed sign-in);
+        the user's other console sessions end, the one that asked (``keep_session``, a token hash) stays."""
+        user = self.user_by_id(user_id)
+        self.check_sign_in_limit(user.name, address)
+        if not password_matches(user.password_hash, current):
+            self.record_sign_in_failure(user.name, address)
+            raise ValidationFailed("the current password is wrong", {"current_password": ["wrong password"]})
+        user.password_hash = hash_password(new)
+        self.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.scope == SESSION_SCOPE,
+                                                    ApiToken.token_hash != (keep_session or "")))
+        self.session.flush()
+        return user
+
+    def check_sign_in_limit(self, name, address):
+        since = self.now() - SIGN_IN_WINDOW
+        waits = []
+        for column, value in ((SignInFailure.name, name), (SignInFailure.address, address)):
+            recent = list(self.session.scalars(select(SignInFailure.failed_at).where(
+                column == value, SignInFailure.failed_at > since).order_by(SignInFailure.failed_at.desc())
+                .limit(SIGN_IN_FAILURES_ALLOWED)))
+            if len(recent) >= SIGN_IN_FAILURES_ALLOWED:  # free again when the oldest of the last few leaves the window
+                waits.append((recent[-1] - since).total_seconds())
+        if waits:
+            seconds = max(1, math.ceil(max(waits)))
+            raise TooManyAttempts(f"too many failed sign-ins; try again in {seconds} s",
+                                  {"retry_after_seconds": [str(seconds)]})
+
+    def record_sign_in_failure(self, name, address):
+        now = self.now()
+        self.session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(hours=1)))
+        self.session.add(SignInFailure(name=name[:64], address=address[:45], failed_at=now))
+        self.session.flush()
+
+    def sign_out(self, digest):
+        """End the console session whose token's hash (``token_hash``) is ``digest``."""
+        self.session.execute(delete(ApiToken).where(ApiToken.token_hash == digest, ApiToken.scope == SESSION_SCOPE))
+
+    def authenticate(self, digest):
+        """The principal of the token whose hash (``token_hash``) is ``digest``."""
+        token = self.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest)) \
+            if isinstance(digest, str) else None
         now = self.now()
         if token is None or (token.expires_at is not None and token.expires_at <= now):
             raise NotAuthenticated("the API token is unknown, revoked or expired")
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             self.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
         return principal_of(token)
+
+    def orphan_agent_tokens(self, delete_them=False):
+        """Agent tokens of no server (ids): a server's delete takes its tokens, so these are what a crash,
+        a restore or a hand-made change left behind."""
+        orphan = (ApiToken.scope == AGENT_SCOPE) & (
+            ApiToken.server_id.is_(None) | ~exists().where(Server.id == ApiToken.server_id))
+        ids = list(self.session.scalars(select(ApiToken.id).where(orphan).order_by(ApiToken.id)))
+        if delete_them and ids:
+            self.session.execute(delete(ApiToken).where(ApiToken.id.in_(ids)))
+        return ids
 
     def issue_agent_token(self, server):
         """A new agent token for a server (its bundle carries it); earlier ones stop working."""

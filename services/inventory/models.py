@@ -16,8 +16,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import make_base
+from shared.idempotency import idempotency_keys_table
+from shared.outbox import outbox_table, processed_events_table
 
 Base = make_base("inventory")
+idempotency_keys = idempotency_keys_table(Base.metadata)  # creates' first answers, by Idempotency-Key
+outbox = outbox_table(Base.metadata)  # the events it emits, written with the changes they report (shared/outbox.py)
+processed_events = processed_events_table(Base.metadata)  # ids of the events it handled, to drop repeats
 
 
 class User(Base):
@@ -28,6 +33,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     # Made for one server when none was named; removed with that server.
     auto_created: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # argon2id (shared/passwords.py); None: the user signs in with API tokens only, not in the console.
+    password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     groups: Mapped[list["Group"]] = relationship(secondary="inventory.user_groups", lazy="selectin", order_by="Group.name")
@@ -66,6 +73,18 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class SignInFailure(Base):
+    """A failed console sign-in (or a wrong current password): what the sign-in limit counts, per user name
+    and per client address, over the last minute (identity.py); rows older than an hour are swept."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)  # as typed: an unknown user's name counts too
+    address: Mapped[str] = mapped_column(String(45), index=True)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Server(Base):
     __tablename__ = "servers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -83,6 +102,8 @@ class Server(Base):
     ssh_password_sealed: Mapped[str | None] = mapped_column(Text)
     ssh_private_key_sealed: Mapped[str | None] = mapped_column(Text)
     monitoring_api_ip: Mapped[str | None] = mapped_column(String(45))
+    # push or pull; None: the monitoring settings' communication_type (the global default).
+    communication_type: Mapped[str | None] = mapped_column(String(8))
     runtime: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), server_default="unknown")
     server_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
@@ -93,6 +114,8 @@ class Server(Base):
     components: Mapped[list["ServerComponent"]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="ServerComponent.name"
     )
+    # Its agent's tokens: one that was used means an agent runs there, however it was installed.
+    agent_tokens: Mapped[list[ApiToken]] = relationship(viewonly=True)
 
 
 class FleetVersion(Base):

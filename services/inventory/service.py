@@ -1,14 +1,18 @@
 """Inventory's RPC entrypoints: validate with a schema, call domain code, dump with a schema."""
-from nameko.events import event_handler
-from sqlalchemy import text
+from datetime import timedelta
 
-from services.inventory.admin_settings import AdminSettings
-from services.inventory.identity import Identity, token_dict, user_dict
-from services.inventory.models import Base
+from nameko.events import event_handler
+
+from services.inventory.dependencies import InventoryDatabase
+from services.inventory.identity import principal_of, token_dict, user_dict
+from services.inventory.models import Base, idempotency_keys
 from services.inventory.rabbitmq_check import test_credentials
-from services.inventory.servers import Servers, server_detail, server_ref
+from services.inventory.servers import server_detail, server_ref
 from shared.authz import require_role
-from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
+from shared.crypto import AGENT_TOKEN, API_TOKEN, BACKUP_PASSWORD, RABBITMQ_PASSWORD, REPOSITORY_TOKEN
+from shared.db import ping
+from shared.errors import NotAuthenticated, ValidationFailed
+from shared.dependencies import Events, IdempotencyKeys, RequestContext, rpc
 from shared.events import load_event
 from shared.schemas import load_or_raise
 from shared.schemas import identity as identity_schemas
@@ -23,54 +27,51 @@ _LIST_QUERY = server_schemas.ServerListQuery()
 class InventoryService:
     name = "inventory"
 
-    db = DatabaseSession(Base)
-    secrets = Secrets()
+    db = InventoryDatabase(Base)  # .servers, .identity, .settings over the worker's session
     events = Events()
     request_id = RequestContext()
-
-    def _servers(self):
-        return Servers(self.db, self.secrets)
+    idempotency = IdempotencyKeys(idempotency_keys)
 
     @rpc
     def health(self):
-        self.db.execute(text("SELECT 1"))
-        return {"service": self.name, "database": "ok"}
+        return {"service": self.name, "database": ping(self.db.session)}
 
     # -- servers ---------------------------------------------------------
     @rpc
     def create_server(self, principal, data):
-        data = load_or_raise(server_schemas.ServerCreate(), data, "server")
-        server = self._servers().create(principal, data)
-        self.db.commit()
-        self.events.emit("server_created", server=server_ref(server))
-        return server_schemas.ServerDetail().dump(server_detail(server))
+        def create():
+            server = self.db.servers.create(principal, load_or_raise(server_schemas.ServerCreate(), data, "server"))
+            self.events.emit("server_created", server=server_ref(server))  # in the outbox, committed with the server
+            return server_schemas.ServerDetail().dump(server_detail(server))
+
+        return self.idempotency.answer(self.db.session, principal, data, create)
 
     @rpc
     def get_server(self, principal, server_id):
         require_role(principal, "viewer")
-        return server_schemas.ServerDetail().dump(server_detail(self._servers().get(server_id)))
+        return server_schemas.ServerDetail().dump(server_detail(self.db.servers.get(server_id)))
 
     @rpc
     def update_server(self, principal, server_id, data):
         changes = load_or_raise(server_schemas.ServerUpdate(), data, "server change")
-        server, changed = self._servers().update(principal, server_id, changes)
-        self.db.commit()
+        server, changed = self.db.servers.update(principal, server_id, changes)
         if changed:
             self.events.emit("server_updated", server=server_ref(server), changed=changed)
+        self.db.commit()
         return server_schemas.ServerDetail().dump(server_detail(server))
 
     @rpc
     def delete_server(self, principal, server_id):
-        ref = self._servers().delete(principal, server_id)
-        self.db.commit()
+        ref = self.db.servers.delete(principal, server_id)
         self.events.emit("server_deleted", server=ref)
+        self.db.commit()
         return ref
 
     @rpc
     def list_servers(self, principal, query):
         require_role(principal, "viewer")
         query = load_or_raise(_LIST_QUERY, query, "query")
-        rows, total = self._servers().page(**query)
+        rows, total = self.db.servers.page(**query)
         # The hot path of the API: rows are already plain (fleet.list_row owns their
         # shape, ServerPage documents it), so a schema dump would only cost time.
         return {"items": rows, "total": total, "page": query["page"], "per_page": query["per_page"]}
@@ -78,7 +79,7 @@ class InventoryService:
     @rpc
     def set_component_state(self, server_id, component, state, version=None):
         """Called by the provisioner and updater when a component starts, stops or changes version."""
-        server = self._servers().set_component(server_id, component, state, version)
+        server = self.db.servers.set_component(server_id, component, state, version)
         self.db.commit()
         return server_schemas.ServerDetail().dump(server_detail(server))
 
@@ -86,31 +87,83 @@ class InventoryService:
     def handle_server_state_changed(self, payload):
         """Liveness transitions become the stored state, so the list can filter on down servers."""
         event = load_event("server_state_changed", payload)
-        self._servers().record_liveness(event["server_id"], event["state"])
+        if self.db.first_delivery("server_state_changed", event):
+            self.db.servers.record_liveness(event["server_id"], event["state"])
         self.db.commit()
+
+    @event_handler("monitoring_ingest", "server_versions_reported")
+    def handle_server_versions_reported(self, payload):
+        """What a server's heartbeat says runs there becomes its components, installed by Steward or by hand."""
+        event = load_event("server_versions_reported", payload)
+        if self.db.first_delivery("server_versions_reported", event):
+            self.db.servers.record_reported_versions(event["server_id"], event["versions"])
+        self.db.commit()
+
+    # -- for reconcile (the provisioner; never through the API) -------------------
+    @rpc
+    def fleet_versions(self):
+        """Every server's id, name and stored running versions."""
+        return self.db.servers.stored_versions()
+
+    @rpc
+    def record_reported_versions(self, server_id, versions):
+        """What handle_server_versions_reported does, when reconcile found the stored versions not the reported."""
+        self.db.servers.record_reported_versions(server_id, versions)
+        self.db.commit()
+
+    @rpc
+    def orphan_agent_tokens(self, delete=False):
+        """Agent tokens whose server is gone (ids); ``delete``: revoke them."""
+        found = self.db.identity.orphan_agent_tokens(delete)
+        self.db.commit()
+        return found
 
     @rpc
     def server_credentials(self, server_id):
         """SSH credentials for the provisioner and updater only; the gateway never calls this."""
-        return self._servers().credentials(server_id)
+        return self.db.servers.credentials(server_id)
 
     # -- admin settings ----------------------------------------------------
     @rpc
     def get_settings(self, principal):
         require_role(principal, "viewer")
-        return settings_schemas.AdminSettings().dump(AdminSettings(self.db, self.secrets).effective())
+        return settings_schemas.AdminSettings().dump(self.db.settings.effective())
 
     @rpc
     def effective_settings(self):
-        """Settings with secrets opened, for services that act on them (never for the API)."""
-        return AdminSettings(self.db, self.secrets).effective(reveal=True)
+        """Settings with defaults filled in, for services that act on them; secrets only as ``*_set`` flags."""
+        return self.db.settings.effective()
+
+    @rpc
+    def broker_settings(self):
+        """For the provisioner, which makes agents' broker users: the RabbitMQ section, its password sealed."""
+        rabbitmq = self.db.settings.effective()["rabbitmq"]
+        password = self.db.settings.secret("rabbitmq", "password")
+        return dict(rabbitmq, password=self.db.box.seal_for(RABBITMQ_PASSWORD, password))
+
+    @rpc
+    def backup_password(self):
+        """For the backup service, whose repository key it wraps: the managed-backup password, sealed (None: unset)."""
+        return self.db.box.seal_for(BACKUP_PASSWORD, self.db.settings.secret("backup", "password"))
+
+    @rpc
+    def repository_tokens(self):
+        """For the updater in internet mode: {component: token sealed} of the components that have one."""
+        return {component: self.db.box.seal_for(REPOSITORY_TOKEN, token)
+                for component, token in self.db.settings.repository_tokens().items()}
+
+    @rpc
+    def collector_switches(self):
+        """For the gateway's heartbeat answer: which of the agents' collectors the monitoring settings want on."""
+        monitoring = self.db.settings.effective()["monitoring"]
+        return {"system": monitoring["system_monitoring"], "dns": monitoring["dns_monitoring"]}
 
     @rpc
     def update_settings(self, principal, patch):
         require_role(principal, "admin")
         # partial: a PATCH names only what it changes, so no defaults are filled in.
         patch = load_or_raise(settings_schemas.AdminSettings(partial=True), patch, "settings")
-        AdminSettings(self.db, self.secrets).update(patch)
+        self.db.settings.update(patch)
         self.db.commit()
         return self.get_settings(principal)
 
@@ -118,75 +171,119 @@ class InventoryService:
     def test_rabbitmq(self, principal, data):
         require_role(principal, "admin")
         given = load_or_raise(settings_schemas.RabbitMQTest(), data, "RabbitMQ credentials")
-        saved = AdminSettings(self.db, self.secrets).effective(reveal=True)["rabbitmq"]
+        saved = dict(self.db.settings.effective()["rabbitmq"], password=self.db.settings.secret("rabbitmq", "password"))
         self.db.rollback()  # release the connection before the (slow) network check
         merged = {k: given.get(k, saved.get(k)) for k in ("host", "port", "user", "password", "vhost")}
         return settings_schemas.RabbitMQTestResult().dump(test_credentials(**merged))
 
     # -- identity ----------------------------------------------------------
     @rpc
-    def authenticate(self, token):
-        principal = Identity(self.db).authenticate(token)
+    def authenticate(self, digest):
+        """The principal of the token whose ``shared.crypto.token_hash`` is ``digest``: the token itself never
+        crosses the broker."""
+        principal = self.db.identity.authenticate(digest)
         self.db.commit()
         return principal
 
     @rpc
+    def sign_in(self, data, lifetime_seconds, address="unknown"):
+        """A console session for a user name and password: its token (sealed, for the gateway's cookie) and who
+        it is. ``address`` is the client's, for the sign-in limit."""
+        data = load_or_raise(identity_schemas.SignIn(), data, "sign-in")
+        try:
+            token, secret = self.db.identity.sign_in(data["name"], data["password"],
+                                                     timedelta(seconds=lifetime_seconds), address)
+        except NotAuthenticated:
+            self.db.commit()  # the failure counts
+            raise
+        self.db.commit()
+        return {"token": self.db.box.seal_for(API_TOKEN, secret), "expires_at": token.expires_at.isoformat(),
+                "user": principal_of(token)}
+
+    @rpc
+    def change_password(self, principal, data, address="unknown", keep_session=None):
+        """The signed-in user's own password, given the current one; their other console sessions end."""
+        require_role(principal, "viewer")
+        data = load_or_raise(identity_schemas.PasswordChange(), data, "password change")
+        try:
+            user = self.db.identity.change_password(principal["user_id"], data["current_password"],
+                                                    data["new_password"], address, keep_session)
+        except ValidationFailed:
+            self.db.commit()  # the wrong current password counts as a failed sign-in
+            raise
+        self.db.commit()
+        return identity_schemas.User().dump(user_dict(user))
+
+    @rpc
+    def sign_out(self, digest):
+        """Ends the console session whose token's ``token_hash`` is ``digest``."""
+        self.db.identity.sign_out(digest)
+        self.db.commit()
+
+    @rpc
     def list_users(self, principal):
         require_role(principal, "admin")
-        return identity_schemas.User(many=True).dump([user_dict(u) for u in Identity(self.db).list_users()])
+        return identity_schemas.User(many=True).dump([user_dict(u) for u in self.db.identity.list_users()])
 
     @rpc
     def get_user(self, principal, user_id):
         if principal["user_id"] != user_id:
             require_role(principal, "admin")
-        return identity_schemas.User().dump(user_dict(Identity(self.db).user_by_id(user_id)))
+        return identity_schemas.User().dump(user_dict(self.db.identity.user_by_id(user_id)))
 
     @rpc
     def create_user(self, principal, data):
         require_role(principal, "admin")
-        data = load_or_raise(identity_schemas.UserCreate(), data, "user")
-        user = Identity(self.db).create_user(data["name"], data["role"], data["groups"])
-        self.db.commit()
-        return identity_schemas.User().dump(user_dict(user))
+
+        def create():
+            user = load_or_raise(identity_schemas.UserCreate(), data, "user")
+            made = self.db.identity.create_user(user["name"], user["role"], user["groups"], password=user.get("password"))
+            return identity_schemas.User().dump(user_dict(made))
+
+        return self.idempotency.answer(self.db.session, principal, data, create)
 
     @rpc
     def update_user(self, principal, user_id, data):
         require_role(principal, "admin")
         changes = load_or_raise(identity_schemas.UserUpdate(), data, "user change")
-        user = Identity(self.db).update_user(user_id, changes)
+        user = self.db.identity.update_user(user_id, changes)
         self.db.commit()
         return identity_schemas.User().dump(user_dict(user))
 
     @rpc
     def delete_user(self, principal, user_id):
         require_role(principal, "admin")
-        Identity(self.db).delete_user(user_id)
+        self.db.identity.delete_user(user_id)
         self.db.commit()
 
     @rpc
     def create_token(self, principal, data):
-        data = load_or_raise(identity_schemas.TokenCreate(), data, "token")
-        identity = Identity(self.db)
-        owner = identity.token_owner_for(principal, data.get("user"))
-        token, secret = identity.create_token(owner, data["name"], data["expires_in_days"])
-        self.db.commit()
-        return identity_schemas.NewToken().dump(dict(token_dict(token), token=secret))
+        def create():
+            wanted = load_or_raise(identity_schemas.TokenCreate(), data, "token")
+            owner = self.db.identity.token_owner_for(principal, wanted.get("user"))
+            token, secret = self.db.identity.create_token(owner, wanted["name"], wanted["expires_in_days"])
+            return identity_schemas.NewToken().dump(dict(token_dict(token), token=secret))
+
+        answer = self.idempotency.answer(self.db.session, principal, data, create, sealed=("token",))
+        # The new token crosses the broker sealed; the gateway opens it as it answers.
+        return dict(answer, token=self.db.box.seal_for(API_TOKEN, answer["token"]))
 
     @rpc
     def issue_agent_token(self, server_id):
         """For the provisioner: a fresh agent token for a server's bundle (never through the API)."""
-        server = self._servers().get(server_id)
-        token, secret = Identity(self.db).issue_agent_token(server)
+        server = self.db.servers.get(server_id)
+        token, secret = self.db.identity.issue_agent_token(server)
         self.db.commit()
-        return {"server_id": server.id, "token": secret, "token_id": token.id}
+        return {"server_id": server.id, "token": self.db.box.seal_for(AGENT_TOKEN, secret), "token_id": token.id}
 
     @rpc
-    def list_tokens(self, principal, user=None):
-        tokens = Identity(self.db).tokens_visible_to(principal, user)
+    def list_tokens(self, principal, query=None):
+        query = load_or_raise(identity_schemas.TokenListQuery(), query, "query")
+        tokens = self.db.identity.tokens_visible_to(principal, query.get("user"))
         return identity_schemas.Token(many=True).dump([token_dict(t) for t in tokens])
 
     @rpc
     def delete_token(self, principal, token_id):
-        Identity(self.db).delete_token(principal, token_id)
+        self.db.identity.delete_token(principal, token_id)
         self.db.commit()
 

@@ -14,24 +14,23 @@ import orjson
 from marshmallow import ValidationError
 from sqlalchemy import text
 
+from services.monitoring_ingest.exceptions import MalformedMessage
 from services.monitoring_ingest.partitions import RAW
 from services.monitoring_ingest.rollup import MARK_DIRTY
-from shared.schemas.agent import load_message
+from shared.schemas.agent import STATS_BEHIND, agent_broker_user, collected_at_problem, load_message, routing_key
 
 # Heartbeats received in this window are a server's ``requests`` in the fleet list.
 REQUESTS_WINDOW = timedelta(minutes=2)
 
-# A reading stamped further ahead than this is a broken agent clock, not data.
-MAX_CLOCK_AHEAD = timedelta(hours=1)
 DISK_LOW_FREE_PERCENT = 10.0
 
 
-class MalformedMessage(ValueError):
-    pass
-
-
 def parse(body, now=None):
-    """One message from its AMQP or HTTP body; raises MalformedMessage."""
+    """One message from its AMQP or HTTP body; raises MalformedMessage.
+
+    Any kind may be a week old here: heartbeats were judged by the gateway when it took
+    them (5 minutes), and may have waited in the queue since while the consumer was away.
+    """
     try:
         raw = orjson.loads(body)
     except (TypeError, ValueError) as exc:
@@ -42,15 +41,39 @@ def parse(body, now=None):
         message = load_message(raw)
     except ValidationError as exc:
         raise MalformedMessage(json.dumps(exc.messages, default=str)[:500]) from None
-    if message["collected_at"] > (now or datetime.now(timezone.utc)) + MAX_CLOCK_AHEAD:
-        raise MalformedMessage("collected_at is more than an hour ahead of the control plane's clock")
+    problem = collected_at_problem(message["collected_at"], now or datetime.now(timezone.utc), STATS_BEHIND)
+    if problem:
+        raise MalformedMessage(problem)
     return message
+
+
+class Senders:
+    """Who may speak for a server on the broker: the server's own RabbitMQ user, or a relay of the
+    control plane (its own broker user: the gateway publishes heartbeats after checking the agent
+    token, the poller what it pulled from the server's own agent). RabbitMQ refuses a ``user_id``
+    property that is not the publishing connection's user, so ``user_id`` is who sent it."""
+
+    def __init__(self, vhost, relays):
+        self.vhost = vhost
+        self.relays = frozenset(relays)
+
+    def check(self, message, key, user_id):
+        """Raises MalformedMessage unless ``user_id`` may publish ``message`` under ``key``."""
+        server_id = message["server_id"]
+        expected = routing_key(message["kind"], server_id)
+        if key != expected:
+            raise MalformedMessage(f"the body speaks for server {server_id} ({expected}) but came as {key}")
+        if not user_id:
+            raise MalformedMessage("no user_id property: who sent it is unknown")
+        if user_id not in self.relays and user_id != agent_broker_user(server_id, self.vhost):
+            raise MalformedMessage(f"{user_id} may not speak for server {server_id}")
 
 
 @dataclass
 class Outcome:
     state_changes: list = field(default_factory=list)  # (server_id, server_name, previous_state, last_heartbeat_at)
     disks_low: list = field(default_factory=list)  # (server_id, server_name, mount, free_percent)
+    versions_reported: list = field(default_factory=list)  # (server_id, server_name, versions): other than before
 
 
 # Per-minute aggregates only: the hourly ones are rolled up from them once an hour closes (rollup.py).
@@ -75,7 +98,7 @@ ORDER BY server_id, collected_at DESC
 # Locked first, in a statement of its own: a row that the upsert changes in the same
 # statement could not be locked (nor its old state read) any more.
 _LOCK_LIVENESS = text("""
-SELECT server_id, state FROM monitoring.liveness WHERE server_id = ANY(:ids) ORDER BY server_id FOR UPDATE
+SELECT server_id, state, versions FROM monitoring.liveness WHERE server_id = ANY(:ids) ORDER BY server_id FOR UPDATE
 """)
 
 _LIVENESS = text("""
@@ -220,7 +243,7 @@ class BatchWriter:
             by_kind[message["kind"]].append(message)
         outcome = Outcome()
         if by_kind["heartbeat"]:
-            outcome.state_changes = self._heartbeats(connection, by_kind["heartbeat"])
+            outcome.state_changes, outcome.versions_reported = self._heartbeats(connection, by_kind["heartbeat"])
         if by_kind["system"]:
             connection.execute(_SYSTEM, {"rows": _json([_system_row(m) for m in by_kind["system"]])})
             outcome.disks_low = self._disks(connection, by_kind["system"])
@@ -251,17 +274,22 @@ class BatchWriter:
         ]
         latest = connection.execute(_HEARTBEATS, {"rows": _json(rows)}).mappings().all()
         if not latest:  # all of them stored before: a redelivery
-            return []
-        previous = dict(connection.execute(_LOCK_LIVENESS, {"ids": [r["server_id"] for r in latest]}).all())
+            return [], []
+        previous = {row.server_id: row for row in connection.execute(
+            _LOCK_LIVENESS, {"ids": [r["server_id"] for r in latest]})}
         upserted = connection.execute(_LIVENESS, {"rows": _json([dict(r) for r in latest]),
                                                   "keep": f"{REQUESTS_WINDOW.total_seconds()} seconds"}).all()
-        changes = []
+        changes, names = [], {}
         for row in upserted:
+            names[row.server_id] = row.server_name
             # A replica that lost the race to insert a server's first row neither inserted nor saw a state.
-            before = "unknown" if row.inserted else previous.get(row.server_id)
+            before = "unknown" if row.inserted else getattr(previous.get(row.server_id), "state", None)
             if before is not None and before != "up":
                 changes.append((row.server_id, row.server_name, before, row.last_heartbeat_at))
-        return changes
+        # What runs on the server is what it reports: inventory's record follows each change (and the first report).
+        reported = [(r["server_id"], names.get(r["server_id"]), r["versions"]) for r in latest
+                    if r["server_id"] not in previous or previous[r["server_id"]].versions != r["versions"]]
+        return changes, reported
 
     def _disks(self, connection, messages):
         latest = {}

@@ -13,8 +13,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import make_base
+from shared.outbox import outbox_table, processed_events_table
 
 Base = make_base("monitoring")
+outbox = outbox_table(Base.metadata)  # the events it emits, written with the changes they report (shared/outbox.py)
+processed_events = processed_events_table(Base.metadata)  # ids of the events it handled, to drop repeats
 
 RAW_TABLES = ("heartbeats", "system_samples", "dns_periods")
 AGGREGATE_TABLES = ("system_aggregates", "dns_aggregates", "dns_record_aggregates")
@@ -160,6 +163,19 @@ class Liveness(Base):
     # Arrival times of the latest heartbeats (those of the last 2 minutes and a few more), so the
     # fleet list counts ``requests`` from this one row instead of the partitioned heartbeats.
     recent_heartbeats: Mapped[list] = mapped_column(ARRAY(DateTime(timezone=True)), server_default=text("'{}'"))
+
+
+class IngestStatus(Base):
+    """One row: what the batch consumer last said of itself, and the fleet silence the sweep reported
+    (liveness.py). Silence counts only while ingest listens."""
+
+    __tablename__ = "ingest_status"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    caught_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # every heartbeat before is stored
+    listening_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # caught up without a break
+    silence_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a fleet silence, reported
+    quiet_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # after it: nobody down before
 
 
 class DiskAlert(Base):

@@ -9,16 +9,16 @@ once), asks ``GET /v1/stats?after=<cursor>&limit=<n>``, publishes each item
 to ``steward.agent`` exactly as a push-mode agent would (the batch consumer
 stores it) and moves the cursor only after the broker confirmed them all.
 """
-import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
+import requests
 from marshmallow import ValidationError
-from sqlalchemy import text
+from sqlalchemy import delete, text, update
+from sqlalchemy.dialects.postgresql import insert
 
-from shared.schemas.agent import PullPage, heartbeat_routing_key, stats_routing_key
+from services.monitoring_ingest.models import PullTarget
+from shared.schemas.agent import PULL_PORT, PullPage, routing_key
 
 log = logging.getLogger("monitoring_ingest.poller")
 
@@ -27,15 +27,30 @@ MAX_PAGES_PER_POLL = 20
 
 
 def http_fetch(url, token, timeout=10.0):
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+    response = requests.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                            timeout=timeout)
+    response.raise_for_status()
+    return response.json()
 
 
-def routing_key(item):
-    if item.get("kind") == "heartbeat":
-        return heartbeat_routing_key(item.get("server_id"))
-    return stats_routing_key(item.get("kind"), item.get("server_id"))
+def set_target(connection, box, server_id, address, agent_token, interval_seconds=60, port=PULL_PORT):
+    """Poll this server from now on (or with new details); its agent token is kept sealed with ``box``."""
+    values = {"address": address, "port": int(port), "token_sealed": box.seal(agent_token),
+              "interval_seconds": max(1, int(interval_seconds))}
+    connection.execute(insert(PullTarget).values(server_id=server_id, **values).on_conflict_do_update(
+        index_elements=["server_id"], set_=values))
+    return {"server_id": server_id, "address": address, "port": values["port"],
+            "interval_seconds": values["interval_seconds"]}
+
+
+def readdress_target(connection, server_id, address):
+    """Poll a pull-mode server at its new address (nothing when it is not polled)."""
+    connection.execute(update(PullTarget).where(PullTarget.server_id == server_id, PullTarget.address != address)
+                       .values(address=address))
+
+
+def remove_target(connection, server_id):
+    connection.execute(delete(PullTarget).where(PullTarget.server_id == server_id))
 
 
 class Poller:
@@ -65,13 +80,13 @@ class Poller:
                         # An agent speaks for its own server only; the consumer would also refuse it.
                         log.warning("pulled item of another server dropped", extra={"server_id": target.server_id})
                         continue
-                    self.publish(item, routing_key(item))
+                    self.publish(item, routing_key(item.get("kind"), target.server_id))
                     forwarded += 1
                 if page["next_cursor"] <= cursor or not page["items"]:
                     cursor = max(cursor, page["next_cursor"])
                     break
                 cursor = page["next_cursor"]
-        except (OSError, urllib.error.URLError, ValueError, ValidationError) as exc:
+        except (OSError, requests.RequestException, ValueError, ValidationError) as exc:
             error = str(exc)[:500]
             log.warning("pull failed", extra={"server_id": target.server_id, "error": error})
         self.connection.execute(text("""

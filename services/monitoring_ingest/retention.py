@@ -9,10 +9,21 @@ others' rows then live as long). One replica runs at a time (advisory lock).
 from datetime import timedelta
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 
 from services.monitoring_ingest import partitions
+from services.monitoring_ingest.models import RetentionOverride
 
 LOCK_KEY = "steward-monitoring-retention"
+
+
+def set_override(connection, server_id, raw_retention_minutes=None, aggregated_retention_days=None):
+    """Keep one server's data longer than the settings say (None: the settings' value); returns what is stored."""
+    values = {"server_id": server_id, "raw_retention_minutes": raw_retention_minutes,
+              "aggregated_retention_days": aggregated_retention_days}
+    connection.execute(insert(RetentionOverride).values(**values).on_conflict_do_update(
+        index_elements=["server_id"], set_={k: v for k, v in values.items() if k != "server_id"}))
+    return values
 
 
 def longest_retention(connection, raw_minutes, aggregated_days):

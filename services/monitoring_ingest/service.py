@@ -8,31 +8,25 @@ runs retention and polls pull-mode agents.
 import time
 from datetime import datetime, timedelta, timezone
 
-import eventlet
-from kombu import Exchange
+from kombu import Connection, Exchange
 from nameko.dependency_providers import Config
 from nameko.events import event_handler
 from nameko.messaging import Publisher
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import delete, text
-from sqlalchemy.dialects.postgresql import insert
-
-from services.monitoring_ingest import liveness, retention, rollup, statistics
-from services.monitoring_ingest.models import (
-    Base, DiskAlert, DnsRecordLastAccess, KnownServer, Liveness, PullTarget, RetentionOverride,
-)
-from services.monitoring_ingest.poller import Poller
+from services.monitoring_ingest import dead_letters, known_servers, liveness, poller, retention, rollup, statistics
+from services.monitoring_ingest.models import Base, processed_events
 from shared.authz import require_role
-from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
-from shared.errors import ServiceUnavailable
+from shared.crypto import AGENT_TOKEN
+from shared.db import ping
+from shared.outbox import first_delivery
+from shared.dependencies import DatabaseSession, Events, RequestContext, RpcProxy, Secrets, rpc
+from shared.errors import ValidationFailed
 from shared.schemas import load_or_raise
 from shared.schemas import monitoring as schemas
 from shared.schemas.agent import EXCHANGE, PULL_PORT
 
 TICK_SECONDS = 1
 ROLLUP_SECONDS = 60
-INVENTORY_TIMEOUT_SECONDS = 10
 
 
 def utcnow():
@@ -61,8 +55,7 @@ class MonitoringIngestService:
 
     @rpc
     def health(self):
-        self.db.execute(text("SELECT 1"))
-        return {"service": self.name, "database": "ok"}
+        return {"service": self.name, "database": ping(self.db)}
 
     # -- the fleet list and liveness ------------------------------------------
     @rpc
@@ -84,10 +77,12 @@ class MonitoringIngestService:
         down_after = liveness.DOWN_AFTER
         if "down_after_seconds" in self._options():
             down_after = timedelta(seconds=float(self._options()["down_after_seconds"]))
-        changes = liveness.sweep(self.db, utcnow(), down_after)
+        interval = liveness.HEARTBEAT_INTERVAL
+        if "heartbeat_interval_seconds" in self._options():
+            interval = timedelta(seconds=float(self._options()["heartbeat_interval_seconds"]))
+        for name, payload in liveness.sweep(self.db, utcnow(), down_after, interval):
+            self.events.emit(name, **payload)
         self.db.commit()
-        for payload in changes:
-            self.events.emit("server_state_changed", **payload)
 
     # -- statistics ----------------------------------------------------------
     @rpc
@@ -114,27 +109,53 @@ class MonitoringIngestService:
         query = load_or_raise(schemas.LastAccessQuery(), query, "query")
         return schemas.LastAccessList().dump(statistics.last_access(self.db, server_id, query))
 
+    @rpc
+    def record_hits(self, principal, server_id, query):
+        require_role(principal, "viewer")
+        query = load_or_raise(schemas.RecordHitsQuery(), query, "query")
+        return schemas.RecordHitsPage().dump(statistics.record_hits(self.db, server_id, query))
+
+    # -- dead letters: what the consumer refused ----------------------------------
+    def _dead_letters(self):
+        return dead_letters.DeadLetters(self.config["AMQP_URI"])
+
+    @rpc
+    def list_dead_letters(self, principal, query):
+        require_role(principal, "admin")
+        query = load_or_raise(schemas.DeadLetterQuery(), query, "query")
+        items, total = self._dead_letters().list(query.get("queue"), query["limit"])
+        return schemas.DeadLetterList().dump({"items": items, "total": total})
+
+    @rpc
+    def get_dead_letter(self, principal, letter_id):
+        require_role(principal, "admin")
+        return schemas.DeadLetterDetail().dump(self._dead_letters().show(letter_id))
+
+    @rpc
+    def retry_dead_letter(self, principal, letter_id):
+        """Back to the agent exchange (WouldBeRefusedAgain, a 409, if the consumer would refuse it again)."""
+        require_role(principal, "admin")
+        return schemas.DeadLetter().dump(self._dead_letters().retry(letter_id))
+
+    @rpc
+    def drop_dead_letter(self, principal, letter_id):
+        require_role(principal, "admin")
+        return schemas.DeadLetter().dump(self._dead_letters().drop(letter_id))
+
     # -- retention -----------------------------------------------------------
     @rpc
     def set_retention_override(self, principal, server_id, data):
         require_role(principal, "admin")
         data = load_or_raise(schemas.RetentionOverride(), data, "retention")
-        values = {"server_id": server_id, "raw_retention_minutes": data.get("raw_retention_minutes"),
-                  "aggregated_retention_days": data.get("aggregated_retention_days")}
-        self.db.execute(insert(RetentionOverride).values(**values).on_conflict_do_update(
-            index_elements=["server_id"], set_={k: v for k, v in values.items() if k != "server_id"}))
+        self.inventory.get_server(principal, server_id)  # a server inventory does not know: ServerNotFound, a 404
+        values = retention.set_override(self.db, server_id, **data)
         self.db.commit()
         return schemas.RetentionOverride().dump(values)
 
     @rpc
     def run_retention(self, now=None):
         """One retention pass now (``now`` may be injected, ISO 8601); None if another replica is on it."""
-        try:
-            # nameko's RPC proxy waits for ever; an inventory that does not answer must not hang the worker.
-            with eventlet.Timeout(INVENTORY_TIMEOUT_SECONDS):
-                monitoring = self.inventory.effective_settings()["monitoring"]
-        except eventlet.Timeout:
-            raise ServiceUnavailable("inventory did not answer; retention skipped", {"service": ["inventory"]}) from None
+        monitoring = self.inventory.effective_settings()["monitoring"]  # ServiceUnavailable if inventory does not answer
         self.db.rollback()  # the pass runs on its own connection and transaction
         return retention.run(self.db.get_bind(), _parse_now(now), monitoring["raw_retention_minutes"],
                              monitoring["aggregated_retention_days"])
@@ -157,48 +178,52 @@ class MonitoringIngestService:
 
     # -- pull mode -----------------------------------------------------------
     @rpc
-    def set_pull_target(self, server_id, address, agent_token, interval_seconds=60, port=PULL_PORT):
-        """For the provisioner, when it sets a server up in pull mode; the token is sealed at rest."""
-        values = {"address": address, "port": int(port), "token_sealed": self.secrets.seal(agent_token),
-                  "interval_seconds": max(1, int(interval_seconds))}
-        self.db.execute(insert(PullTarget).values(server_id=server_id, **values).on_conflict_do_update(
-            index_elements=["server_id"], set_=values))
+    def set_pull_target(self, server_id, address, agent_token_sealed, interval_seconds=60, port=PULL_PORT):
+        """For the provisioner, when it issues a pull-mode server's bundle: the agent token comes sealed for the
+        broker (shared.crypto's AGENT_TOKEN, as inventory issued it) and is sealed with SECRET_KEY at rest."""
+        try:
+            agent_token = self.secrets.open_sealed(AGENT_TOKEN, agent_token_sealed)
+        except ValueError:
+            raise ValidationFailed("the agent token is not sealed for the broker with this deployment's SECRET_KEY",
+                                   {"agent_token_sealed": ["cannot be opened"]}) from None
+        target = poller.set_target(self.db, self.secrets, server_id, address, agent_token, interval_seconds, port)
         self.db.commit()
-        return {"server_id": server_id, "address": address, "port": int(port), "interval_seconds": values["interval_seconds"]}
+        return target
 
     @rpc
     def remove_pull_target(self, server_id):
-        self.db.execute(delete(PullTarget).where(PullTarget.server_id == server_id))
+        poller.remove_target(self.db, server_id)
         self.db.commit()
 
     @timer(interval=TICK_SECONDS)
     def poll_agents(self):
         def publish(item, routing_key):
-            self.agent_exchange(item, routing_key=routing_key, delivery_mode=2)
+            # user_id: the control plane relays it (RabbitMQ checks that it is this connection's user).
+            self.agent_exchange(item, routing_key=routing_key, delivery_mode=2,
+                                user_id=Connection(self.config["AMQP_URI"]).userid)
 
-        Poller(self.db, self.secrets, publish).poll_due(utcnow())
+        poller.Poller(self.db, self.secrets, publish).poll_due(utcnow())
         self.db.commit()
 
     # -- what inventory tells us -----------------------------------------------
     @event_handler("inventory", "server_created")
     def handle_server_created(self, payload):
-        self._remember(payload["server"])
+        self._remember("server_created", payload)
 
     @event_handler("inventory", "server_updated")
     def handle_server_updated(self, payload):
-        self._remember(payload["server"])
+        self._remember("server_updated", payload)
 
-    def _remember(self, server):
-        self.db.execute(insert(KnownServer).values(id=server["id"], name=server["name"]).on_conflict_do_update(
-            index_elements=["id"], set_={"name": server["name"]}))
+    def _remember(self, name, payload):
+        if first_delivery(self.db, processed_events, name, payload):
+            server = payload["server"]
+            known_servers.remember(self.db, server)
+            poller.readdress_target(self.db, server["id"], server["address"])  # a pull-mode server that moved
         self.db.commit()
 
     @event_handler("inventory", "server_deleted")
     def handle_server_deleted(self, payload):
-        server_id = payload["server"]["id"]
-        # Time-partitioned rows age out with their partitions; the per-server rows go now.
-        for model, column in ((Liveness, Liveness.server_id), (DiskAlert, DiskAlert.server_id),
-                              (PullTarget, PullTarget.server_id), (RetentionOverride, RetentionOverride.server_id),
-                              (DnsRecordLastAccess, DnsRecordLastAccess.server_id), (KnownServer, KnownServer.id)):
-            self.db.execute(delete(model).where(column == server_id))
+        if first_delivery(self.db, processed_events, "server_deleted", payload):
+            known_servers.forget(self.db, payload["server"]["id"])
+            poller.remove_target(self.db, payload["server"]["id"])
         self.db.commit()

@@ -84,6 +84,35 @@ def last_access(connection, server_id, query):
     return {"server_id": server_id, "items": [dict(r) for r in rows]}
 
 
+_HITS_ORDER = {
+    "-hits": "hits DESC, name, type", "hits": "hits, name, type", "name": "name, type", "-name": "name DESC, type DESC",
+    "-last_access": "last_access DESC, name, type", "last_access": "last_access, name, type",
+}
+
+
+def record_hits(connection, server_id, query):
+    """Every record's hits in a period, one page in the asked order, with the count and hits of all of them.
+
+    Per-minute aggregates, or the hourly ones (with the minutes of hours not rolled up) when both ends
+    of the period are whole hours: an hourly bucket cannot be cut."""
+    whole_hours = all(query[k].timestamp() % 3600 == 0 for k in ("start", "end"))
+    source, extra = aggregate_rows(connection, "dns_record_aggregates", "hour" if whole_hours else "minute")
+    pattern = f"%{_escape_like(query['search'].lower())}%" if query.get("search") else None
+    params = dict(extra, server_id=server_id, start=query["start"], end=query["end"], pattern=pattern,
+                  limit=query["per_page"], offset=(query["page"] - 1) * query["per_page"])
+    per_record = f"""
+        SELECT name, type, sum(hits) AS hits, max(last_access) AS last_access FROM {source} AS a
+        WHERE server_id = :server_id AND bucket >= :start AND bucket < :end
+            AND (CAST(:pattern AS text) IS NULL OR name LIKE :pattern)
+        GROUP BY name, type"""
+    totals = connection.execute(text(f"SELECT count(*) AS total, coalesce(sum(hits), 0) AS hits FROM ({per_record}) AS r"),
+                                params).mappings().one()
+    rows = connection.execute(text(f"{per_record} ORDER BY {_HITS_ORDER[query['sort']]} LIMIT :limit OFFSET :offset"),
+                              params).mappings().all()
+    return {"server_id": server_id, "start": query["start"], "end": query["end"], "total": totals["total"],
+            "hits": totals["hits"], "page": query["page"], "per_page": query["per_page"], "items": [dict(r) for r in rows]}
+
+
 def latest_heartbeats(connection, server_id, limit):
     rows = connection.execute(text("""
         SELECT seq, collected_at, stored_at AS received_at, agent_version FROM monitoring.heartbeats

@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.models import Channel
-from services.notifier.transports import DeliveryFailed, Message, chat_payload, send
+from services.notifier.exceptions import DeliveryFailed
+from services.notifier.transports import Message, chat_payload, send
 from shared.errors import ChannelNotFound, DuplicateName, ValidationFailed
 from shared.schemas import load_or_raise
 from shared.schemas.notifier import CHANNEL_SECRET, CHANNEL_SETTINGS

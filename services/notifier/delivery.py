@@ -14,7 +14,8 @@ import time
 from sqlalchemy import func, select
 
 from services.notifier.models import Channel, Delivery, DeliveryAttempt, DeliveryItem
-from services.notifier.transports import DeliveryFailed, Message, send
+from services.notifier.exceptions import DeliveryFailed
+from services.notifier.transports import Message, send
 from shared.errors import Conflict, DeliveryNotFound
 
 DUE_STATUSES = ("collecting", "pending")

@@ -5,6 +5,7 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
 from services.notifier.policy import Policy
+from shared.config import public_url
 
 
 def utcnow():
@@ -16,7 +17,7 @@ class Settings(DependencyProvider):
 
     def setup(self):
         self.policy = Policy.from_config(self.container.config.get("notifier"))
-        self.public_url = self.container.config.get("PUBLIC_URL") or "http://127.0.0.1:8080"
+        self.public_url = public_url(self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self

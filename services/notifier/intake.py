@@ -4,7 +4,7 @@ Everything here runs in the event handler's transaction, which commits before
 the event is acknowledged; all shared state is in rows locked for the
 transaction, so any number of replicas may handle events side by side:
 
-* a redelivered event is recognised by its key in ``received_events``;
+* a redelivered or republished event is recognised by its id in ``received_events``;
 * a server's state changes pass through its locked ``server_states`` row:
   repeats and stale (older) changes are dropped, flapping is muted;
 * each channel has at most one *collecting* delivery (a partial unique
@@ -27,6 +27,9 @@ NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a server's state before its
 
 
 def event_key(name, payload):
+    """The event's id (shared/outbox.py); a hash of its content for one emitted before events had ids."""
+    if payload.get("id"):
+        return payload["id"]
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{name}\n{canonical}".encode()).hexdigest()
 
@@ -78,21 +81,24 @@ class Intake:
                                           server_id=server_id, server_name=server_name, payload=payload,
                                           received_at=now))
             delivery.item_count += 1
+            # The burst goes on: the window stays open one more window from now, as this item is about to
+            # commit (not from when it arrived: a handler may hold the row for seconds on a loaded machine).
+            extended = min(self.clock() + self.policy.digest_window, delivery.created_at + self.policy.digest_max)
+            delivery.due_at = max(delivery.due_at, extended)
         self.session.flush()
         return len(channels)
 
-    def _open_window(self, channel, now):
+    def _open_window(self, channel, arrived):
+        """The channel's collecting delivery for an item that arrived at ``arrived``, opened if need be."""
         while True:
             delivery = self.session.scalar(
                 select(Delivery).where(Delivery.channel_id == channel.id, Delivery.status == "collecting")
                 .with_for_update())
+            now = max(arrived, self.clock())  # the lock may have kept us waiting
             if delivery is not None:
-                now = max(now, self.clock())  # the lock may have kept us waiting
-                if delivery.due_at > now:
-                    # The burst goes on: keep the window open a little longer, within its cap
-                    # (never shorter: a handler that waited long may come with an older `now`).
-                    extended = min(now + self.policy.digest_window, delivery.created_at + self.policy.digest_max)
-                    delivery.due_at = max(delivery.due_at, extended)
+                # Judged by when the event arrived, not by when this handler got the lock, which the
+                # window's previous handler may have held for seconds: what arrived in time belongs to it.
+                if delivery.due_at > arrived:
                     return delivery
                 delivery.status = "pending"  # its window is over; the sender renders and sends it
                 self.session.flush()

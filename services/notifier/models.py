@@ -13,8 +13,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import make_base
+from shared.idempotency import idempotency_keys_table
 
 Base = make_base("notifier")
+idempotency_keys = idempotency_keys_table(Base.metadata)  # creates' first answers, by Idempotency-Key
 
 rule_channels = Table(
     "rule_channels",
@@ -71,7 +73,7 @@ class ReceivedEvent(Base):
 
     __tablename__ = "received_events"
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of type and payload
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the event id (or sha256 of type and payload)
     event_type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 

@@ -4,17 +4,17 @@ import time
 
 from marshmallow import ValidationError
 from nameko.events import event_handler
-from sqlalchemy import text
 
 from services.notifier.channels import Channels, channel_dict
 from services.notifier.delivery import Courier, DeliveryLog
 from services.notifier.dependencies import Settings, poll_timer, utcnow
 from services.notifier.intake import Intake
-from services.notifier.models import Base
+from services.notifier.models import Base, idempotency_keys
 from services.notifier.rules import Rules, rule_dict
 from services.notifier.templates import Templates, template_dict
 from shared.authz import require_role
-from shared.dependencies import DatabaseSession, RequestContext, Secrets, rpc
+from shared.db import ping
+from shared.dependencies import DatabaseSession, IdempotencyKeys, RequestContext, Secrets, rpc
 from shared.events import event_type
 from shared.schemas import load_or_raise
 from shared.schemas import notifier as schemas
@@ -35,6 +35,7 @@ class NotifierService:
     name = "notifier"
 
     db = DatabaseSession(Base)
+    idempotency = IdempotencyKeys(idempotency_keys)
     secrets = Secrets()
     settings = Settings()
     request_id = RequestContext()
@@ -82,6 +83,10 @@ class NotifierService:
     def handle_server_state_changed(self, payload):
         self._receive("server_state_changed", payload)
 
+    @handles("fleet_silence_detected")
+    def handle_fleet_silence_detected(self, payload):
+        self._receive("fleet_silence_detected", payload)
+
     @handles("disk_low")
     def handle_disk_low(self, payload):
         self._receive("disk_low", payload)
@@ -89,6 +94,10 @@ class NotifierService:
     @handles("backup_finished")
     def handle_backup_finished(self, payload):
         self._receive("backup_finished", payload)
+
+    @handles("backup_disk_low")
+    def handle_backup_disk_low(self, payload):
+        self._receive("backup_disk_low", payload)
 
     @handles("backup_verified")
     def handle_backup_verified(self, payload):
@@ -113,8 +122,7 @@ class NotifierService:
     # -- API -------------------------------------------------------------------
     @rpc
     def health(self):
-        self.db.execute(text("SELECT 1"))
-        return {"service": self.name, "database": "ok"}
+        return {"service": self.name, "database": ping(self.db)}
 
     @rpc
     def list_channels(self, principal):
@@ -129,10 +137,12 @@ class NotifierService:
     @rpc
     def create_channel(self, principal, data):
         require_role(principal, "admin")
-        data = load_or_raise(schemas.ChannelCreate(), data, "channel")
-        channel = Channels(self.db, self.secrets).create(data)
-        self.db.commit()
-        return schemas.Channel().dump(channel_dict(channel))
+
+        def create():
+            channel = Channels(self.db, self.secrets).create(load_or_raise(schemas.ChannelCreate(), data, "channel"))
+            return schemas.Channel().dump(channel_dict(channel))
+
+        return self.idempotency.answer(self.db, principal, data, create)
 
     @rpc
     def update_channel(self, principal, channel_id, data):
@@ -166,10 +176,11 @@ class NotifierService:
     @rpc
     def create_rule(self, principal, data):
         require_role(principal, "admin")
-        data = load_or_raise(schemas.RuleCreate(), data, "rule")
-        rule = Rules(self.db).create(data)
-        self.db.commit()
-        return schemas.Rule().dump(rule_dict(rule))
+
+        def create():
+            return schemas.Rule().dump(rule_dict(Rules(self.db).create(load_or_raise(schemas.RuleCreate(), data, "rule"))))
+
+        return self.idempotency.answer(self.db, principal, data, create)
 
     @rpc
     def update_rule(self, principal, rule_id, data):
@@ -193,10 +204,12 @@ class NotifierService:
     @rpc
     def set_template(self, principal, data):
         require_role(principal, "admin")
-        data = load_or_raise(schemas.TemplateSet(), data, "template")
-        template = self._templates().set(data)
-        self.db.commit()
-        return schemas.Template().dump(template_dict(template))
+
+        def create():
+            template = self._templates().set(load_or_raise(schemas.TemplateSet(), data, "template"))
+            return schemas.Template().dump(template_dict(template))
+
+        return self.idempotency.answer(self.db, principal, data, create)
 
     @rpc
     def delete_template(self, principal, template_id):

@@ -88,12 +88,29 @@ DEFAULTS = {
         "What to do: check the backup server's free space and reachability, then run the backup again; "
         "until one succeeds the control plane has no fresh backup.\n\n{{ server_url }}\n",
     ),
+    "fleet_silence_detected": (
+        "[Steward] {{ event.silent_servers }} of {{ event.servers_up }} servers fell silent at once",
+        "Since about {{ event.silent_since }}, {{ event.silent_servers }} of the {{ event.servers_up }} servers "
+        "that were up have sent no heartbeat, all from about the same moment. That points at the control plane's "
+        "network or the network between it and the servers rather than at each server, so Steward reports it "
+        "once and marks none of them down for it.\n\n"
+        "What to do: check that the servers can reach the control plane (its gateway, RabbitMQ, firewalls, "
+        "DNS). Servers still silent once heartbeats come back are reported one by one.\n\n{{ server_url }}\n",
+    ),
     "disk_low": (
         "[Steward] Disk low on {{ server.name }}: {{ event.mountpoint }} {{ '%.1f' % event.free_percent }}% free",
         "{{ event.mountpoint }} on {{ server.name }} (id {{ server.id }}) has only "
         "{{ '%.1f' % event.free_percent }}% free.\n\n"
         "What to do: free space (old logs, unused container images) or grow the volume before services "
         "stop writing.\n\n{{ server_url }}\n",
+    ),
+    "backup_disk_low": (
+        "[Steward] Disk low on backup server {{ event.backup_server_name }}: "
+        "{{ '%.1f' % event.free_percent }}% free",
+        "The disk that backup server {{ event.backup_server_name }} (id {{ event.backup_server_id }}) stores backups "
+        "on has only {{ '%.1f' % event.free_percent }}% free.\n\n"
+        "What to do: prune by the retention policy, or grow the volume: a backup that would not fit fails before "
+        "it starts.\n\n{{ server_url }}\n",
     ),
     FLAPPING: (
         "[Steward] {{ server.name }} is flapping",
@@ -139,9 +156,13 @@ def _samples():
                                             previous_state="up", state="down",
                                             last_heartbeat_at="2026-01-01T00:00:00+00:00"),
         "disk_low": build_event("disk_low", server_id=1, server_name="dns-1", mountpoint="/", free_percent=4.2),
+        "fleet_silence_detected": build_event("fleet_silence_detected", silent_servers=10, servers_up=10,
+                                              silent_since="2026-01-01T00:00:00+00:00", server_ids=list(range(1, 11))),
         "backup_finished": build_event("backup_finished", **backup),
         "backup_verified": build_event("backup_verified", **backup),
         "backup_failed": build_event("backup_failed", **backup),
+        "backup_disk_low": build_event("backup_disk_low", backup_server_id=1, backup_server_name="backup-1",
+                                       free_percent=4.2, free_bytes=420 << 20, low_percent=10.0),
     }
     built[FLAPPING] = dict(built["server_state_changed"], event=FLAPPING, changes=6, window_minutes=10)
     return built
@@ -221,7 +242,7 @@ class Templates:
             else:
                 context = self.context(event_type, SAMPLES[event_type])
             self._render(subject, body, context)
-        except TemplateError as exc:
+        except Exception as exc:  # noqa: BLE001 - syntax, undefined names, 1/0, a wrong type: each means "does not render"
             raise ValidationFailed("the template does not render", {"template": [f"{type(exc).__name__}: {exc}"]}) \
                 from None
 

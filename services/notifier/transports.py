@@ -16,6 +16,7 @@ from email.utils import format_datetime, make_msgid
 import requests
 from jinja2 import TemplateError
 
+from services.notifier.exceptions import DeliveryFailed
 from services.notifier.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from services.notifier.templates import compile_template
 
@@ -23,10 +24,6 @@ from services.notifier.templates import compile_template
 # a slow far end during a real delivery is retried like any other failure.
 CONNECT_TIMEOUT = 3
 READ_TIMEOUT = 6
-
-
-class DeliveryFailed(Exception):
-    pass
 
 
 @dataclass(frozen=True)

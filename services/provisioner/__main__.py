@@ -1,5 +1,4 @@
-from shared.runner import run
+"""``python -m services.<name>``: nameko's runner with Steward's configuration (shared.config.run_service)."""
+from shared.config import run_service
 
-from services.provisioner.service import ProvisionerService  # noqa: E402  (after the runner's monkey-patching)
-
-run(ProvisionerService)
+run_service(__package__)

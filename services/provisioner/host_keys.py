@@ -2,7 +2,7 @@
 import base64
 
 from services.provisioner.models import HostKey
-from services.provisioner.ssh import fingerprint
+from shared.ssh import fingerprint
 
 
 class HostKeys:

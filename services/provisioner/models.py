@@ -1,60 +1,31 @@
 """The provisioner's tables (schema ``provisioner``): install tasks and their step
-log, pinned SSH host keys, and a record of every setup bundle handed out."""
+log, replicas' leases, pinned SSH host keys, and a record of every setup bundle handed out."""
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import DateTime, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import make_base
+from shared.idempotency import idempotency_keys_table
+from shared.leases import LeaseColumns
+from shared.outbox import outbox_table
+from shared.tasks import CancelColumns, TaskColumns, TaskStepColumns
 
 Base = make_base("provisioner")
+idempotency_keys = idempotency_keys_table(Base.metadata)  # creates' first answers, by Idempotency-Key
+outbox = outbox_table(Base.metadata)  # the events it emits, written with the changes they report (shared/outbox.py)
 
 
-class Task(Base):
-    """A long operation on one server: an id, a kind, a state and progress as step k of N."""
-
-    __tablename__ = "tasks"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # install
-    server_id: Mapped[int] = mapped_column(Integer, index=True)
-    server_name: Mapped[str] = mapped_column(String(128))
-    # queued, running, succeeded, failed
-    state: Mapped[str] = mapped_column(String(16))
-    step_index: Mapped[int] = mapped_column(Integer, server_default="0")
-    step_count: Mapped[int] = mapped_column(Integer, server_default="0")
-    current_step: Mapped[str | None] = mapped_column(String(64))
-    error: Mapped[str | None] = mapped_column(Text)
-    # What the install needs of the server, read with the requester's rights when it was queued.
-    params: Mapped[dict] = mapped_column(JSONB)
-    requested_by: Mapped[str] = mapped_column(String(64))
-    # The replica running it; its PostgreSQL advisory lock says whether it is still alive.
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    steps: Mapped[list["TaskStep"]] = relationship(
-        lazy="selectin", cascade="all, delete-orphan", order_by="TaskStep.position"
-    )
+class Task(TaskColumns, CancelColumns, Base):
+    """An install task (shared/tasks.py: the shape every service's tasks share)."""
 
 
-# Replicas look for queued work often: a partial index keeps that cheap as tasks pile up.
-Index("ix_tasks_queued", Task.created_at, postgresql_where=Task.state.in_(["queued", "running"]))
+class TaskStep(TaskStepColumns, Base):
+    pass
 
 
-class TaskStep(Base):
-    __tablename__ = "task_steps"
-
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    duration_ms: Mapped[int | None] = mapped_column(Integer)
-    output: Mapped[str] = mapped_column(Text, server_default="")
+class Lease(LeaseColumns, Base):
+    """Each replica's lease on the tasks it runs (shared/leases.py)."""
 
 
 class HostKey(Base):

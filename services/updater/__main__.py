@@ -1,5 +1,4 @@
-from shared.runner import run
+"""``python -m services.<name>``: nameko's runner with Steward's configuration (shared.config.run_service)."""
+from shared.config import run_service
 
-from services.updater.service import UpdaterService  # noqa: E402  (after the runner's monkey-patching)
-
-run(UpdaterService)
+run_service(__package__)

@@ -1,5 +1,5 @@
 """The updater's tables (schema ``updater``): version catalog, update tasks and
-their step log, last stable versions, rollouts, diagnostics runs."""
+their step log (update and diagnostics tasks), replicas' leases, last stable versions, rollouts."""
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, func
@@ -7,8 +7,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import make_base
+from shared.idempotency import idempotency_keys_table
+from shared.outbox import outbox_table
+from shared.leases import LeaseColumns
+from shared.tasks import CancelColumns, TaskColumns, TaskStepColumns
 
 Base = make_base("updater")
+idempotency_keys = idempotency_keys_table(Base.metadata)  # creates' first answers, by Idempotency-Key
+outbox = outbox_table(Base.metadata)  # the events it emits, written with the changes they report (shared/outbox.py)
 
 
 class Image(Base):
@@ -31,46 +37,25 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class UpdateTask(Base):
-    __tablename__ = "update_tasks"
+class Task(TaskColumns, CancelColumns, Base):
+    """An update or diagnostics task (shared/tasks.py: the shape every service's tasks share), with what it
+    updates and what came of it."""
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    server_id: Mapped[int] = mapped_column(Integer, index=True)
-    server_name: Mapped[str] = mapped_column(String(128))
     # None: every installed component that has a newer version.
     component: Mapped[str | None] = mapped_column(String(16))
     target_version: Mapped[str | None] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16), server_default="queued")
-    step_index: Mapped[int] = mapped_column(Integer, server_default="0")
-    step_count: Mapped[int] = mapped_column(Integer, server_default="0")
-    current_step: Mapped[str | None] = mapped_column(String(64))
-    error: Mapped[str | None] = mapped_column(Text)
-    # Per component: {"dns": {"outcome": "updated", "from": "1", "to": "2", "reason": null}}
+    # update, per component: {"dns": {"outcome": "updated", "from": "1", "to": "2", "reason": null}};
+    # diagnostics: {"checks": [{"name": "ssh", "status": "passed", "message": "..."}, ...]}
     outcome: Mapped[dict] = mapped_column(JSONB, server_default="{}")
     rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="SET NULL"), index=True)
-    # The work message that may run the task: a redelivery of it (its consumer died) may take a
-    # running task over; any other message for a task that already runs is ignored.
-    dispatch_id: Mapped[str | None] = mapped_column(String(32))
-    requested_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    steps: Mapped[list["TaskStep"]] = relationship(
-        lazy="selectin", cascade="all, delete-orphan", order_by="TaskStep.id"
-    )
 
 
-class TaskStep(Base):
-    __tablename__ = "task_steps"
+class TaskStep(TaskStepColumns, Base):
+    pass
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[str] = mapped_column(ForeignKey("update_tasks.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    output: Mapped[str] = mapped_column(Text, server_default="")
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+class Lease(LeaseColumns, Base):
+    """Each replica's lease on the update tasks it runs (shared/leases.py)."""
 
 
 class LastStable(Base):
@@ -121,17 +106,3 @@ class RolloutServer(Base):
     task_id: Mapped[str | None] = mapped_column(String(32))
     message: Mapped[str | None] = mapped_column(Text)
 
-
-class DiagnosticsRun(Base):
-    __tablename__ = "diagnostics_runs"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    server_id: Mapped[int] = mapped_column(Integer, index=True)
-    server_name: Mapped[str] = mapped_column(String(128))
-    # running, passed, failed
-    state: Mapped[str] = mapped_column(String(16))
-    checks: Mapped[list] = mapped_column(JSONB, server_default="[]")
-    log: Mapped[str] = mapped_column(Text, server_default="")
-    requested_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

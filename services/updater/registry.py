@@ -7,10 +7,9 @@ The registry speaks two endpoints (``Authorization: Bearer <repository token>``)
 * ``GET {registry_url}/v1/components/{component}/versions/{version}/image``
   answers the image file (the same format as an upload).
 """
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
+from urllib.parse import quote
+
+import requests
 
 from shared.errors import RegistryUnavailable
 
@@ -18,34 +17,36 @@ CHUNK = 1 << 16
 
 
 class Registry:
-    def __init__(self, base_url, tokens, timeout_seconds=30.0, opener=urllib.request.urlopen):
+    def __init__(self, base_url, tokens, timeout_seconds=30.0):
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens or {}
         self.timeout = timeout_seconds
-        self.opener = opener
 
     def _open(self, component, path):
+        """The registry's streamed answer to GET <path> of ``component`` (close it after use)."""
         token = self.tokens.get(component)
-        if not token:
-            raise RegistryUnavailable(
-                f"no repository token for {component}: set update.repository_tokens.{component} in the settings"
-            )
-        url = f"{self.base_url}/v1/components/{urllib.parse.quote(component)}/{path}"
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        url = f"{self.base_url}/v1/components/{quote(component, safe='')}/{path}"
+        # Without a token the request goes out without one: a registry may serve its versions to anyone.
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            return self.opener(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise RegistryUnavailable(f"the registry refused the {component} repository token ({exc.code})") from None
-            raise RegistryUnavailable(f"the registry answered {exc.code} for {url}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RegistryUnavailable(f"cannot reach the registry at {self.base_url}: {reason}") from None
+            response = requests.get(url, headers=headers, timeout=self.timeout, stream=True)
+        except requests.RequestException as exc:
+            raise RegistryUnavailable(f"cannot reach the registry at {self.base_url}: {exc}") from None
+        if response.status_code in (401, 403):
+            response.close()
+            if not token:
+                raise RegistryUnavailable(f"the registry wants a token for {component} ({response.status_code}): "
+                                          f"set update.repository_tokens.{component} in the settings")
+            raise RegistryUnavailable(f"the registry refused the {component} repository token ({response.status_code})")
+        if response.status_code >= 400:
+            response.close()
+            raise RegistryUnavailable(f"the registry answered {response.status_code} for {url}")
+        return response
 
     def versions(self, component):
         with self._open(component, "versions") as response:
             try:
-                body = json.load(response)
+                body = response.json()
                 return [
                     {"version": str(v["version"]), "sha256": v.get("sha256"), "size_bytes": v.get("size_bytes"),
                      "description": v.get("description")}
@@ -53,12 +54,17 @@ class Registry:
                 ]
             except (ValueError, KeyError, TypeError):
                 raise RegistryUnavailable("the registry's version list is malformed") from None
+            except requests.RequestException as exc:
+                raise RegistryUnavailable(f"the registry's version list was cut short: {exc}") from None
 
     def download(self, component, version, target):
         """Stream one image into the open binary file ``target``; returns the bytes written."""
         written = 0
-        with self._open(component, f"versions/{urllib.parse.quote(version)}/image") as response:
-            while chunk := response.read(CHUNK):
-                target.write(chunk)
-                written += len(chunk)
+        with self._open(component, f"versions/{quote(version, safe='')}/image") as response:
+            try:
+                for chunk in response.iter_content(CHUNK):
+                    target.write(chunk)
+                    written += len(chunk)
+            except requests.RequestException as exc:
+                raise RegistryUnavailable(f"the {component} {version} image download broke off: {exc}") from None
         return written

@@ -3,24 +3,30 @@
 Every step the updater takes on a server is one ``pv_update.py`` subcommand
 (the script the bundle installs in ``<prefix>/opt/steward``), so a push update
 and an update run by hand on the server do the same things.
+
+A step runs apart from the SSH session (``pv_update.py detach``) and the updater
+asks for its result (``pv_update.py result``): when the connection drops mid-step,
+the step still ends on the server, and the updater connects again and picks up
+its output and exit status instead of leaving the server half-way.
 """
 import json
+import logging
+import posixpath
 import shlex
+import time
 import uuid
 
-import paramiko
+from services.updater.exceptions import RemoteFailed
+from shared.errors import HostKeyChanged, SshFailed
 
-from shared.errors import SshFailed
+log = logging.getLogger("updater")
+STILL_RUNNING = 75  # pv_update.py result: the run has not ended yet
+RESULT_WAIT_SECONDS = 20  # one `result` call waits this long on the server before answering "still running"
+RECONNECT_SECONDS = 120  # how long a dropped server may stay unreachable before the step counts as failed
 
 REMOTE_SCRIPT = "opt/steward/pv_update.py"
-
-
-class RemoteFailed(Exception):
-    """A command on the server exited non-zero; ``output`` is what it printed."""
-
-    def __init__(self, message, output=""):
-        super().__init__(message)
-        self.output = output
+# The entry point's name for each script (steward-root update|diagnose ARGS), for a non-root login.
+_ENTRY_VERBS = {"pv_update.py": "update", "pv_diagnose.py": "diagnose"}
 
 
 def prefixed_command(script, args):
@@ -35,27 +41,58 @@ def prefixed_command(script, args):
     return command
 
 
-def upload_file(connection, local, remote):
-    """Stream a file to the server over SFTP (an image is never read whole into memory)."""
-    try:
-        with connection.client.open_sftp() as sftp:
-            sftp.put(local, remote)
-            sftp.chmod(remote, 0o600)
-    except (paramiko.SSHException, OSError) as exc:
-        raise SshFailed(f"upload to {remote} failed: {exc}") from None
+def root_command(connection, script, args):
+    """``script`` ARGS as root: a root login runs the installed script under its prefix, any other login
+    the entry point prepare_server.sh made (``Connection.as_root``), the one thing its sudoers rule allows."""
+    return connection.as_root(prefixed_command(script, args), [_ENTRY_VERBS[posixpath.basename(script)], *args])
 
 
 class ComponentHost:
-    """pv_update.py on one server, over the provisioner's SSH ``Connection`` (root steps through sudo -n)."""
+    """pv_update.py on one server, as root, over shared/ssh.py's ``Connection``.
 
-    def __init__(self, connection):
+    ``reconnect`` opens a new connection to the same server (with the same pinned key) after one dropped.
+    """
+
+    def __init__(self, connection, reconnect=None, reconnect_seconds=RECONNECT_SECONDS, sleep=time.sleep):
         self.connection = connection
+        self.reconnect = reconnect
+        self.reconnect_seconds = reconnect_seconds
+        self.sleep = sleep
 
     def call(self, *args):
-        status, output = self.connection.run(prefixed_command(REMOTE_SCRIPT, args), root=True)
+        run_id = uuid.uuid4().hex
+        # Starting twice starts once.
+        self._run(root_command(self.connection, REMOTE_SCRIPT, ["detach", run_id, "--", *args]))
+        status, output = STILL_RUNNING, ""
+        while status == STILL_RUNNING:
+            status, output = self._run(root_command(self.connection, REMOTE_SCRIPT,
+                                                    ["result", run_id, "--wait", str(RESULT_WAIT_SECONDS)]))
         if status != 0:
             raise RemoteFailed(f"pv_update.py {' '.join(args)} exited with {status}", output)
         return output
+
+    def _run(self, command):
+        """(status, output) of a command; a dropped session is opened again (as the same user) and the command
+        repeated (every command sent this way may run twice: detach and result are made so)."""
+        try:
+            return self.connection.run(command)
+        except SshFailed as exc:
+            if self.reconnect is None:
+                raise
+            log.warning("SSH session lost (%s); connecting again", exc)
+        deadline = time.monotonic() + self.reconnect_seconds
+        while True:
+            self.connection.close()
+            try:
+                self.connection = self.reconnect()
+                return self.connection.run(command)
+            except HostKeyChanged:
+                raise
+            except SshFailed as exc:
+                if time.monotonic() >= deadline:
+                    raise SshFailed(f"the server stayed unreachable for {self.reconnect_seconds} s "
+                                    f"after the SSH session dropped: {exc}") from None
+                self.sleep(1.0)
 
     def state(self):
         return json.loads(self.call("state").strip().splitlines()[-1])
@@ -69,12 +106,17 @@ class ComponentHost:
     def verify(self, component):
         return self.call("verify", component)
 
+    def rollback(self, component, version):
+        """Stop whatever runs, put back the complete state kept when ``version`` was stopped, start it."""
+        return self.call("rollback", component, "-v", version)
+
     def install(self, local_image, component, version, sha256):
         """Transfer the image, then unpack it on the server (pv_update.py checks it again there)."""
-        # Uploaded as the login user (who may not own the prefix); pv_update.py, run with sudo when needed, moves it in.
+        # Uploaded as the login user (who may not own the prefix); pv_update.py, run as root, moves it in.
         remote = f"/tmp/pv-image-{component}-{version}-{uuid.uuid4().hex[:8]}.tar.gz"
-        upload_file(self.connection, local_image, remote)
+        with open(local_image, "rb") as image:  # streamed: an image is never read whole into memory
+            self.connection.upload(image, remote)
         try:
             return self.call("install", remote, "--sha256", sha256)
         finally:
-            self.connection.run(f"rm -f {shlex.quote(remote)}")
+            self._run(f"rm -f {shlex.quote(remote)}")

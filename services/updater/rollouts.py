@@ -8,8 +8,9 @@ harm; the caller enqueues the returned tasks after the commit.
 """
 from sqlalchemy import select
 
-from services.updater.models import Rollout, RolloutServer, UpdateTask
-from shared.errors import Conflict, RolloutNotFound
+from services.updater.models import Rollout, RolloutServer, Task
+from services.updater.tasks import KIND, overlapping
+from shared.errors import Conflict, OperationInProgress, RolloutNotFound
 
 FAILED = ("failed", "rolled_back")
 
@@ -54,9 +55,9 @@ def server_outcome(task):
 
 
 class Rollouts:
-    def __init__(self, session, tasks):
+    def __init__(self, session, store):
         self.session = session
-        self.tasks = tasks
+        self.store = store  # the updater's shared/tasks.py TaskStore
 
     def create(self, data, servers, created_by):
         if not servers:
@@ -92,7 +93,7 @@ class Rollouts:
         running = {s.task_id: s for s in rollout.servers if s.state == "running" and s.task_id}
         if not running:
             return
-        for task in self.session.scalars(select(UpdateTask).where(UpdateTask.id.in_(running))):
+        for task in self.session.scalars(select(Task).where(Task.id.in_(running))):
             outcome = server_outcome(task)
             if outcome:
                 server = running[task.id]
@@ -102,9 +103,11 @@ class Rollouts:
     def advance(self, rollout_id):
         """Move the rollout on as far as it can go now; returns the tasks to enqueue."""
         rollout = self.get(rollout_id, lock=True)
+        # A paused or cancelled rollout still learns how its servers that were updating ended: else one that
+        # paused while another server of its wave ran shows that server "running" for ever.
+        self._collect(rollout)
         if rollout.state != "running":
             return []
-        self._collect(rollout)
         failed = [s for s in rollout.servers if s.state in FAILED]
         if len(failed) - rollout.failures_before_resume >= rollout.max_failures:
             rollout.state = "paused"
@@ -120,9 +123,15 @@ class Rollouts:
         wave = min(s.wave for s in pending)
         started = []
         for server in (s for s in pending if s.wave == wave):
-            task = self.tasks.create({"id": server.server_id, "name": server.server_name}, rollout.component,
-                                     rollout.target_version, rollout.created_by, rollout_id=rollout.id)
-            server.state, server.task_id = "running", task.id
+            try:
+                task = self.store.create(KIND, server.server_id, server.server_name, {}, rollout.created_by,
+                                         session=self.session, overlaps=overlapping(Task, rollout.component),
+                                         component=rollout.component, target_version=rollout.target_version,
+                                         rollout_id=rollout.id, outcome={})
+            except OperationInProgress as busy:  # queued behind it: the next advance (a sweep at the latest) tries again
+                server.message = f"waiting: {busy.message}"
+                continue
+            server.state, server.task_id, server.message = "running", task.id, None
             started.append(task.id)
         rollout.current_wave = wave
         return started

@@ -1,66 +1,50 @@
-"""The updater's entrypoints: RPC for the gateway, a durable work queue for long tasks, a repair sweep.
+"""The updater's entrypoints: RPC for the gateway, a poll that starts queued update tasks, a repair sweep.
 
-Starting an update or a rollout commits its rows and publishes a work message
-to the durable queue ``updater.work``; whichever replica consumes it does the
-work and the message is acknowledged only after that, so a replica that dies
-mid-task hands it to another one (see tasks.Tasks.claim).
+Starting an update or a rollout commits its task rows, queued; a replica's task runner
+(shared/task_runner.py: TaskRunner) claims them under its lease and runs them, and moves
+a task's rollout on when the task ends. A replica that dies or loses its lease hands its
+tasks to no one silently: they are failed, once, with ``update_finished``.
 """
 import logging
-from datetime import timedelta
 
-import eventlet
-
-from kombu import Exchange, Queue
 from nameko.dependency_providers import Config
-from nameko.messaging import Publisher, consume
-from nameko.rpc import RpcProxy
+from nameko.events import event_handler
 from nameko.timer import timer
-from sqlalchemy import text
 
-from services.updater.catalog import Catalog, image_dict
-from services.updater.diagnostics import Diagnostics, run_dict
+from services.updater.catalog import image_dict
+from services.updater.dependencies import SERVICE_PRINCIPAL, UpdateRunner, make_catalog
+from services.updater import diagnostics
 from services.updater.hosts import Hosts
-from services.updater.models import Base
-from services.updater.registry import Registry
+from services.updater.models import Base, Task, idempotency_keys
 from services.updater.rollouts import Rollouts, rollout_dict
-from services.updater.tasks import StepLog, Tasks, task_dict, task_log, utcnow
-from services.updater.update import Update
-from shared.authz import require_role
-from shared.dependencies import DatabaseSession, Events, RequestContext, Secrets, rpc
-from shared.errors import PermissionDenied, ServiceUnavailable
+from services.updater.tasks import KIND, overlapping, update_task_dict
+from services.updater.versions import is_newer
+from shared.authz import is_admin, may_change, require_may_change, require_role
+from shared.db import ping
+from shared.components import INSTALLABLE
+from shared.dependencies import DatabaseSession, Events, IdempotencyKeys, RequestContext, RpcProxy, Secrets, rpc
+from shared.errors import OperationInProgress, PermissionDenied, ServerNotFound, StewardError
+from shared.events import load_event
 from shared.schemas import load_or_raise
 from shared.schemas import updater as schemas
+from shared.tasks import log_text
+from shared.task_runner import TaskQueries
 
 log = logging.getLogger("updater")
-WORK_EXCHANGE = Exchange("updater.work", type="direct", durable=True)
-WORK_QUEUE = Queue("updater.work", exchange=WORK_EXCHANGE, routing_key="work", durable=True)
-# How the updater reads inventory when no user asked (work messages, sweeps).
-SERVICE_PRINCIPAL = {"name": "updater", "role": "viewer", "scope": "service", "user_id": None}
-STALE_QUEUED = timedelta(minutes=1)
-RPC_TIMEOUT_SECONDS = 10
 
 
-def may_update(principal, server_id):
-    """Operators, or the server's own agent (pv_update.py run by hand on it)."""
-    if principal.get("scope") == "agent":
-        if principal.get("server_id") != server_id:
-            raise PermissionDenied("an agent token may only update its own server")
-        return
-    require_role(principal, "operator")
-
-
-class UpdaterService:
+class UpdaterService(TaskQueries):
     name = "updater"
 
     db = DatabaseSession(Base)
+    idempotency = IdempotencyKeys(idempotency_keys)
     secrets = Secrets()
-    events = Events()
+    events = Events()  # the outbox and its relay; the update tasks emit through it
+    updates = UpdateRunner()
     request_id = RequestContext()
     config = Config()
     inventory = RpcProxy("inventory")
     provisioner = RpcProxy("provisioner")
-    monitoring = RpcProxy("monitoring_ingest")
-    publish = Publisher(exchange=WORK_EXCHANGE, declare=[WORK_QUEUE])
 
     # -- collaborators -----------------------------------------------------------
     def _options(self):
@@ -70,36 +54,34 @@ class UpdaterService:
         return self.inventory.effective_settings()["update"]
 
     def _catalog(self, update_settings=None):
-        registry = None
-        if update_settings is not None:
-            registry = Registry(self._options().get("registry_url", ""), update_settings.get("repository_tokens"),
-                                timeout_seconds=update_settings.get("api_timeout_ms", 30000) / 1000)
-        return Catalog(self.db, schemas.storage_dir(self.config), registry)
-
-    def _pinned_host_key(self, server_id):
-        # nameko's proxy waits for ever; a provisioner that does not answer must not hold a worker.
-        with eventlet.Timeout(RPC_TIMEOUT_SECONDS, ServiceUnavailable("the provisioner did not answer")):
-            return self.provisioner.pinned_host_key(server_id)
+        return make_catalog(self.db, self.config, update_settings, self.inventory, self.secrets)
 
     def _hosts(self):
-        return Hosts(self.inventory, self._pinned_host_key, self._options())
+        return Hosts(self.inventory, self.provisioner.pinned_host_key, self._options(), self.secrets)
 
-    def _enqueue(self, messages):
-        for message in messages:
-            self.publish(message, routing_key="work")
+    server_users_may_cancel = True  # TaskQueries.cancel_task: who may start an update may stop it
+
+    def task_workers(self):
+        return self.updates
 
     @rpc
     def health(self):
-        self.db.execute(text("SELECT 1"))
-        return {"service": self.name, "database": "ok"}
+        return {"service": self.name, "database": ping(self.db)}
 
     # -- version catalog -----------------------------------------------------------
     @rpc
     def add_image(self, principal, upload):
-        require_role(principal, "operator")
+        # The catalog is every server's: an image in it is what "update to the newest" installs anywhere.
+        require_role(principal, "admin")
         upload = load_or_raise(schemas.ImageUpload(), upload, "upload")
-        image = self._catalog().add_upload(upload, principal.get("name"))
-        return schemas.Version().dump(image_dict(image))
+        catalog = self._catalog()
+        try:
+            # The same image again: the spool's file name is new each time, the content is not.
+            return self.idempotency.answer(
+                self.db, principal, {k: upload.get(k) for k in ("sha256", "component")},
+                lambda: schemas.Version().dump(image_dict(catalog.add_upload(upload, principal.get("name")))))
+        finally:
+            catalog.discard_upload(upload)  # a repeat's upload is not taken in
 
     @rpc
     def list_versions(self, principal, query):
@@ -109,105 +91,116 @@ class UpdaterService:
         items = self._catalog(settings).versions(settings["mode"], query.get("component"))
         return schemas.VersionList().dump({"mode": settings["mode"], "items": items})
 
-    # -- push update ------------------------------------------------------------------
+    # -- push update and tasks ------------------------------------------------------
     @rpc
     def push_update(self, principal, server_id, data):
-        may_update(principal, server_id)
-        data = load_or_raise(schemas.PushUpdate(), data, "update")
-        server = self.inventory.get_server(SERVICE_PRINCIPAL, server_id)
-        tasks = Tasks(self.db)
-        task = tasks.create(server, data.get("component"), data.get("version"), principal.get("name"))
-        message = tasks.dispatch(task)
-        self.db.commit()
-        self._enqueue([message])
-        return schemas.TaskAccepted().dump({"task_id": task.id, "state": task.state})
+        def create():
+            update = load_or_raise(schemas.PushUpdate(), data, "update")
+            server = self.inventory.get_server(SERVICE_PRINCIPAL, server_id)
+            require_may_change(principal, server, "update", agent=True)  # pv_update.py on the server: its own agent
+            component = update.get("component")
+            task = self.updates.store.create(KIND, server["id"], server["name"], {}, principal.get("name"),
+                                             session=self.db, overlaps=overlapping(Task, component),
+                                             component=component, target_version=update.get("version"), outcome={})
+            return schemas.TaskAccepted().dump({"task_id": task.id, "state": task.state})
 
-    @rpc
-    def get_task(self, principal, task_id):
-        require_role(principal, "viewer")
-        return schemas.UpdateTask().dump(task_dict(Tasks(self.db).get(task_id)))
+        answer = self.idempotency.answer(self.db, principal, {"server_id": server_id, "data": data}, create)
+        self.updates.kick()
+        return answer
 
-    @rpc
-    def get_task_log(self, principal, task_id):
-        require_role(principal, "viewer")
-        return task_log(Tasks(self.db).get(task_id))
-
-    @rpc
-    def list_tasks(self, principal, server_id):
-        require_role(principal, "viewer")
-        return schemas.UpdateTask(many=True).dump([task_dict(t) for t in Tasks(self.db).for_server(server_id)])
-
-    @consume(WORK_QUEUE)
-    def work(self, message):
-        if "task_id" in message:
-            self._run_task(message["task_id"], message.get("dispatch_id"))
-        elif "rollout_id" in message:
-            self._advance_rollout(message["rollout_id"])
-
-    def _run_task(self, task_id, dispatch_id):
-        tasks = Tasks(self.db)
-        task = tasks.claim(task_id, dispatch_id)
-        if task is None:
-            return  # finished already, or another message runs it
-        steps = StepLog(self.db, task, self.events.emit)
-        settings = self._update_settings()
-        hosts = self._hosts()
+    @event_handler("provisioner", "install_finished")
+    def handle_install_finished(self, payload):
+        """A push install starts the components at the versions the bundle ships; where the catalog holds a
+        newer one, an update follows at once, so the server runs what the catalog offers (a repeated event
+        finds it running already, or the update queued: nothing more)."""
+        event = load_event("install_finished", payload)
+        if event["state"] != "succeeded":
+            return
         try:
-            server = self.inventory.get_server(SERVICE_PRINCIPAL, task.server_id)
-            host = hosts.open(task.server_id)
-        except Exception as exc:  # noqa: BLE001 - unreachable server, bad credentials, server deleted: all end the task
-            steps.finish("failed", f"cannot reach the server: {exc}")
-            self.events.emit("update_finished", server_id=task.server_id, server_name=task.server_name,
-                             task_id=task.id, state="failed", error=task.error)
-        else:
-            try:
-                Update(self.db, steps, self._catalog(settings), settings["mode"], self.inventory, host,
-                       self.events.emit).run(server)
-            except Exception as exc:  # noqa: BLE001 - never leave a task "running" behind an unexpected error
-                self.db.rollback()
-                steps.finish("failed", f"the update stopped unexpectedly: {exc}")
-                self.events.emit("update_finished", server_id=task.server_id, server_name=task.server_name,
-                                 task_id=task.id, state="failed", error=task.error)
-                log.exception("update task %s stopped unexpectedly", task.id)
-            finally:
-                host.connection.close()
-        if task.rollout_id:
-            self._enqueue([{"rollout_id": task.rollout_id}])
+            server = self.inventory.get_server(SERVICE_PRINCIPAL, event["server_id"])
+            settings = self._update_settings()
+            catalog = self._catalog(settings)
+            behind = [c["name"] for c in server["components"] if c["state"] == "running" and c["name"] in INSTALLABLE
+                      # what the catalog held when the install ended: a version uploaded since is the operator's next move
+                      and (newest := catalog.newest_version(settings["mode"], c["name"], event["occurred_at"]))
+                      and c["version"]
+                      and is_newer(newest, c["version"])]
+            if not behind:
+                return
+            task = self.updates.store.create(KIND, server["id"], server["name"], {}, "install", session=self.db,
+                                             overlaps=overlapping(Task, None), component=None, target_version=None,
+                                             outcome={})
+            self.db.commit()
+        except OperationInProgress:
+            self.db.rollback()
+            return
+        except StewardError as exc:  # the registry or the server went away: the install stands, say why
+            self.db.rollback()
+            log.warning("no update after the install of server %s: %s", event["server_id"], exc.message)
+            return
+        log.info("server %s: the catalog holds newer %s than the install; update task %s follows",
+                 server["name"], ", ".join(behind), task.id)
+        self.updates.kick()
+
+    @rpc
+    def get_update_task(self, principal, task_id):
+        require_role(principal, "viewer")
+        return schemas.UpdateTask().dump(update_task_dict(self.updates.store.row(task_id)))
+
+    @rpc
+    def get_update_task_log(self, principal, task_id):
+        require_role(principal, "viewer")
+        return log_text(*self.updates.store.get(task_id))
+
+    @rpc
+    def server_update_tasks(self, principal, server_id):
+        require_role(principal, "viewer")
+        rows = self.updates.store.rows({"server_id": server_id}, limit=20)
+        return schemas.UpdateTask(many=True).dump([update_task_dict(t) for t in rows])
 
     # -- rollouts ---------------------------------------------------------------------
-    def _select_servers(self, data):
+    def _select_servers(self, principal, data):
+        """The servers a rollout takes: those named, each of which the caller must be allowed to change, or those a
+        search or ``all_running`` finds, of which it takes only the ones the caller may change."""
         if data.get("server_ids"):
-            return [self.inventory.get_server(SERVICE_PRINCIPAL, i) for i in dict.fromkeys(data["server_ids"])]
+            servers = [self.inventory.get_server(SERVICE_PRINCIPAL, i) for i in dict.fromkeys(data["server_ids"])]
+            refused = [s["name"] for s in servers if not may_change(principal, s)]
+            if refused:
+                raise PermissionDenied(f"only their server user or an admin may update {', '.join(refused)}",
+                                       {"server_ids": [f"not yours to update: {', '.join(refused)}"]})
+            return servers
         query = {"per_page": 500, "page": 1}
         if data.get("search"):
             query["search"] = data["search"]
         else:
             query["state"] = "running"
-        servers = []
+        servers, found = [], 0
         while True:
             page = self.inventory.list_servers(SERVICE_PRINCIPAL, query)
-            servers.extend(page["items"])
-            if len(servers) >= page["total"] or not page["items"]:
+            found += len(page["items"])
+            if is_admin(principal):
+                servers.extend(page["items"])
+            else:  # the list does not say whose a server is; a server's own record does
+                servers.extend(server for server in (self.inventory.get_server(SERVICE_PRINCIPAL, row["id"])
+                                                     for row in page["items"]) if may_change(principal, server))
+            if found >= page["total"] or not page["items"]:
                 return servers
             query["page"] += 1
 
     @rpc
     def create_rollout(self, principal, data):
         require_role(principal, "operator")
-        data = load_or_raise(schemas.RolloutCreate(), data, "rollout")
-        servers = self._select_servers(data)
-        rollouts = Rollouts(self.db, Tasks(self.db))
-        rollout = rollouts.create(data, servers, principal.get("name"))
-        self.db.commit()
-        self._advance_rollout(rollout.id)
-        return schemas.Rollout().dump(rollout_dict(rollouts.get(rollout.id)))
 
-    def _advance_rollout(self, rollout_id):
-        tasks = Tasks(self.db)
-        started = Rollouts(self.db, tasks).advance(rollout_id)
-        messages = [tasks.dispatch(tasks.get(task_id)) for task_id in started]
-        self.db.commit()
-        self._enqueue(messages)
+        def create():
+            wanted = load_or_raise(schemas.RolloutCreate(), data, "rollout")
+            rollouts = Rollouts(self.db, self.updates.store)
+            rollout = rollouts.create(wanted, self._select_servers(principal, wanted), principal.get("name"))
+            rollouts.advance(rollout.id)  # the first wave's tasks, queued with the rollout and its answer
+            return schemas.Rollout().dump(rollout_dict(rollouts.get(rollout.id)))
+
+        answer = self.idempotency.answer(self.db, principal, data, create)
+        self.updates.kick()
+        return answer
 
     @rpc
     def list_rollouts(self, principal):
@@ -219,59 +212,74 @@ class UpdaterService:
         require_role(principal, "viewer")
         return schemas.Rollout().dump(rollout_dict(Rollouts(self.db, None).get(rollout_id)))
 
+    def _require_may_change_rollout(self, principal, rollout_id, action):
+        """Resuming or cancelling decides what happens to a rollout's servers still pending: the caller must be
+        allowed to change each of them (servers deleted since are nobody's)."""
+        require_role(principal, "operator")
+        for entry in Rollouts(self.db, None).get(rollout_id).servers:
+            if entry.state != "pending":
+                continue
+            try:
+                server = self.inventory.get_server(SERVICE_PRINCIPAL, entry.server_id)
+            except ServerNotFound:
+                continue
+            require_may_change(principal, server, f"{action} rollout {rollout_id}, which updates")
+        self.db.rollback()  # the checks read without a lock; resume and cancel lock the rollout themselves
+
     @rpc
     def resume_rollout(self, principal, rollout_id):
-        require_role(principal, "operator")
+        self._require_may_change_rollout(principal, rollout_id, "resume")
         Rollouts(self.db, None).resume(rollout_id)
         self.db.commit()
-        self._advance_rollout(rollout_id)
+        self.updates.advance_rollout(rollout_id)
         return self.get_rollout(principal, rollout_id)
 
     @rpc
     def cancel_rollout(self, principal, rollout_id):
-        require_role(principal, "operator")
+        self._require_may_change_rollout(principal, rollout_id, "cancel")
         Rollouts(self.db, None).cancel(rollout_id)
         self.db.commit()
         return self.get_rollout(principal, rollout_id)
 
+    @timer(interval=2)
+    def poll_tasks(self):
+        self.updates.poll()
+
     @timer(interval=30)
     def sweep(self):
-        """Repair what a lost message would leave behind: queued tasks never started, rollouts not moving."""
-        tasks = Tasks(self.db)
-        messages = tasks.redispatch_stale(utcnow() - STALE_QUEUED)
-        self.db.commit()
-        self._enqueue(messages)
-        for rollout_id in Rollouts(self.db, tasks).active_ids():
-            self._advance_rollout(rollout_id)
+        """Move on rollouts that did not move when their last task ended (its replica died, say)."""
+        for rollout_id in Rollouts(self.db, None).active_ids():
+            self.updates.advance_rollout(rollout_id)
+        self.db.rollback()
 
-    # -- diagnostics -------------------------------------------------------------------
-    def _heartbeat_check(self, server_id):
-        try:
-            status = self.monitoring.fleet_status([server_id])[str(server_id)]
-        except Exception as exc:  # noqa: BLE001 - monitoring absent or down: say so, do not guess
-            return "unknown", f"monitoring-ingest did not answer ({exc.__class__.__name__}); heartbeat freshness unknown"
-        last = status.get("last_heartbeat_at")
-        if status.get("state") == "up":
-            return "passed", f"heartbeats are fresh (last at {last}, {status.get('requests', 0)} in the last 2 minutes)"
-        if last is None:
-            return "failed", "no heartbeat has ever arrived from this server"
-        return "failed", f"heartbeats stopped: the last arrived at {last}"
-
+    # -- diagnostics (tasks of kind diagnostics: services/updater/diagnostics.py) ----------
     @rpc
     def run_diagnostics(self, principal, server_id):
-        require_role(principal, "operator")
         server = self.inventory.get_server(SERVICE_PRINCIPAL, server_id)
-        hosts = self._hosts()
-        run = Diagnostics(self.db).run(server, principal.get("name"), lambda: hosts.connect(server_id),
-                                       lambda: self._heartbeat_check(server_id))
-        return schemas.DiagnosticsRun().dump(run_dict(run))
+        require_may_change(principal, server, "run diagnostics (with its SSH credentials) on")
+        def create():
+            task = self.updates.store.create(diagnostics.KIND, server["id"], server["name"], {}, principal.get("name"),
+                                             session=self.db, overlaps=Task.kind == diagnostics.KIND, outcome={})
+            return schemas.DiagnosticsRun().dump(diagnostics.diagnostics_dict(task))
+
+        answer = self.idempotency.answer(self.db, principal, {"server_id": server_id}, create)
+        self.updates.kick()
+        return answer
+
+    @rpc
+    def list_diagnostics(self, principal, server_id):
+        require_role(principal, "viewer")
+        rows = self.updates.store.rows({"server_id": server_id, "kind": diagnostics.KIND}, limit=50)
+        return schemas.DiagnosticsRun(many=True).dump([diagnostics.diagnostics_dict(t) for t in rows])
 
     @rpc
     def get_diagnostics(self, principal, server_id, run_id):
         require_role(principal, "viewer")
-        return schemas.DiagnosticsRun().dump(run_dict(Diagnostics(self.db).get(server_id, run_id)))
+        return schemas.DiagnosticsRun().dump(
+            diagnostics.diagnostics_dict(diagnostics.diagnostics_of(self.updates.store, server_id, run_id)))
 
     @rpc
     def get_diagnostics_log(self, principal, server_id, run_id):
         require_role(principal, "viewer")
-        return Diagnostics(self.db).get(server_id, run_id).log
+        diagnostics.diagnostics_of(self.updates.store, server_id, run_id)
+        return log_text(*self.updates.store.get(run_id))

@@ -5,8 +5,10 @@
    version again and go on to the next component;
 3. transfer and install the new version;
 4. start it and verify it for real (DNS answers PVOK, DHCP leases);
-5. if that fails, start the last stable version again (the one stopped), and
-   the task ends ``rolled_back`` with the reason.
+5. if that fails, put back the complete state kept when the last stable
+   version was stopped (its whole configuration directory, so whatever the
+   new release added is gone too) and start it again; the task ends
+   ``rolled_back`` with the reason.
 
 The last stable version of each component is kept per server, and inventory
 learns the running version after every start.
@@ -16,10 +18,10 @@ import logging
 from sqlalchemy.dialects.postgresql import insert
 
 from services.updater.models import LastStable
-from services.updater.remote import RemoteFailed
+from services.updater.exceptions import RemoteFailed
 from services.updater.versions import is_newer
+from shared.components import INSTALLABLE
 from shared.errors import StewardError
-from shared.schemas.updater import UPDATABLE_COMPONENTS
 
 log = logging.getLogger("updater")
 STEPS_PER_COMPONENT = 5  # stop, check, install, start, verify (a rollback adds one)
@@ -32,7 +34,7 @@ class ComponentFailed(Exception):
 
 
 class Update:
-    def __init__(self, session, steps, catalog, mode, inventory, host, emit):
+    def __init__(self, session, steps, catalog, mode, inventory, host):
         self.session = session
         self.steps = steps  # tasks.StepLog of the claimed task
         self.task = steps.task
@@ -40,12 +42,11 @@ class Update:
         self.mode = mode
         self.inventory = inventory
         self.host = host  # remote.ComponentHost
-        self.emit = emit
 
     def components(self, server):
         if self.task.component:
             return [self.task.component]
-        return [c["name"] for c in server["components"] if c["state"] == "running" and c["name"] in UPDATABLE_COMPONENTS]
+        return [c["name"] for c in server["components"] if c["state"] == "running" and c["name"] in INSTALLABLE]
 
     def run(self, server):
         running = {c["name"]: c["version"] for c in server["components"] if c["state"] == "running"}
@@ -53,11 +54,11 @@ class Update:
         self.steps.plan(STEPS_PER_COMPONENT * len(components))
         outcome, rolled_back, failed = {}, [], []
         for component in components:
+            self.steps.cancel_point()  # between components: each one left running (updated or as it was)
             current = running.get(component) or self.last_stable(component)
             result = self.update_component(component, current)
             outcome[component] = result
-            self.task.outcome = dict(outcome)
-            self.session.commit()
+            self.steps.record(dict(outcome))
             if result["outcome"] == "rolled_back":
                 rolled_back.append((component, result))
             elif result["outcome"] == "failed":
@@ -70,16 +71,13 @@ class Update:
             state, error = "rolled_back", reasons
         else:
             state, error = "succeeded", None
-        self.steps.finish(state, error)
-        for component, result in rolled_back:
-            self.emit("update_rolled_back", **self._finished_fields(state, error), component=component,
-                      failed_version=result["to"], restored_version=result["from"] or "", reason=result["reason"])
-        self.emit("update_finished", **self._finished_fields(state, error))
+        fields = {"server_id": self.task.server_id, "server_name": self.task.server_name, "task_id": self.task.id,
+                  "state": state, "error": error}
+        self.steps.finish(state, error, [
+            ("update_rolled_back", dict(fields, component=component, failed_version=result["to"],
+                                        restored_version=result["from"] or "", reason=result["reason"]))
+            for component, result in rolled_back] + [("update_finished", fields)])
         return state
-
-    def _finished_fields(self, state, error):
-        return {"server_id": self.task.server_id, "server_name": self.task.server_name, "task_id": self.task.id,
-                "state": state, "error": error}
 
     # -- one component -------------------------------------------------------------
 
@@ -174,7 +172,7 @@ class Update:
         return {"outcome": "rolled_back", "from": previous, "to": failed_version, "reason": reason}
 
     def _start_and_verify(self, component, version):
-        return self.host.stop(component) + self.host.start(component, version) + self.host.verify(component)
+        return self.host.rollback(component, version) + self.host.verify(component)
 
     def _record(self, component, version):
         self.session.execute(

@@ -6,19 +6,35 @@ publishing; monitoring-ingest validates every message it consumes or pulls.
 """
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from shared.schemas import StrictSchema
+from shared.components import COMPONENTS
+from shared.schemas import _UNSTORABLE, StorableSchema, StrictSchema
+from shared.schemas.fields import Timestamp
 
 PROTOCOL_VERSION = 1
 KINDS = ("heartbeat", "system", "dns")
 EXCHANGE = "steward.agent"
 STATS_QUEUE = "monitoring.stats"
 HEARTBEAT_QUEUE = "monitoring.heartbeats"
+DEAD_LETTER_QUEUE = "monitoring.dead"  # what the consumer refused, with the reason (dead_letters.py)
 PULL_PORT = 8741
-_COMPONENT = validate.OneOf(("dns", "dhcp", "backup", "monitor"))
+
+# The window around the control plane's clock in which a message's collected_at must fall.
+# Ahead: an agent clock running fast (NTP keeps real ones within a second). Behind: a
+# heartbeat is sent the moment it is made, so minutes mean a wrong clock; statistics wait
+# in the agent's spool while the broker is away, and a week of backlog is the most worth
+# replaying (older readings are past raw retention and only churn partitions).
+CLOCK_AHEAD = timedelta(minutes=5)
+HEARTBEAT_BEHIND = timedelta(minutes=5)
+STATS_BEHIND = timedelta(days=7)
+# Bodies larger than these are refused unread. A heartbeat is a few hundred bytes; a DNS
+# period holds at most 50,000 records (the agent's bound) of at most ~400 bytes each.
+MAX_HEARTBEAT_BYTES = 16 * 1024
+MAX_STATS_BYTES = 32 * 1024 * 1024
+_COMPONENT = validate.OneOf(COMPONENTS)
 _bytes = dict(required=True, validate=validate.Range(min=0))
 
 
@@ -30,10 +46,35 @@ def stats_routing_key(kind, server_id):
     return f"stats.{kind}.{server_id}"
 
 
-class _Data(Schema):
-    # A newer agent may add fields to data; they are ignored, not refused.
+def routing_key(kind, server_id):
+    """The one routing key a message of ``kind`` about ``server_id`` travels under."""
+    return heartbeat_routing_key(server_id) if kind == "heartbeat" else stats_routing_key(kind, server_id)
+
+
+def agent_broker_user(server_id, vhost):
+    """A server's own RabbitMQ user (the provisioner makes it; the agent sets it as ``user_id``).
+    Users are broker-wide: the vhost in the name keeps deployments that share a broker apart."""
+    return f"steward-agent-{'default' if vhost == '/' else vhost}-{server_id}"
+
+
+def _span(delta):
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 1440} days" if minutes >= 1440 else f"{minutes} minutes"
+
+
+def collected_at_problem(collected_at, now, behind):
+    """Why ``collected_at`` is outside the window around ``now`` (None when it is inside)."""
+    if collected_at > now + CLOCK_AHEAD:
+        return f"collected_at is more than {_span(CLOCK_AHEAD)} ahead of the control plane's clock ({now.isoformat()})"
+    if collected_at < now - behind:
+        return f"collected_at is more than {_span(behind)} behind the control plane's clock ({now.isoformat()})"
+    return None
+
+
+class _Data(StorableSchema):
+    # A field this protocol version does not define is refused: a newer agent says so with a newer "v".
     class Meta:
-        unknown = "exclude"
+        unknown = RAISE
 
 
 class HeartbeatData(_Data):
@@ -70,11 +111,11 @@ class DnsRecord(_Data):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     type = fields.String(required=True, validate=validate.Regexp(r"^[A-Z][A-Z0-9]{0,15}$"))
     hits = fields.Integer(required=True, validate=validate.Range(min=1))
-    last_access = fields.AwareDateTime(required=True, format="iso")
+    last_access = Timestamp(required=True, format="iso")
 
 
 class DnsData(_Data):
-    period_start = fields.AwareDateTime(required=True, format="iso")
+    period_start = Timestamp(required=True, format="iso")
     total = fields.Integer(required=True, validate=validate.Range(min=0))
     records = fields.List(fields.Nested(DnsRecord), load_default=list)
 
@@ -88,11 +129,13 @@ class AgentMessage(StrictSchema):
     class Meta:
         unknown = RAISE
 
+    checked_elsewhere = ("data",)  # by its kind's data schema (DATA_SCHEMAS), which loads it
     v = fields.Integer(required=True, validate=validate.Equal(PROTOCOL_VERSION))
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     server_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
-    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1))
-    collected_at = fields.AwareDateTime(required=True, format="iso")
+    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**63 - 1),
+                         metadata={"bigint": True})
+    collected_at = Timestamp(required=True, format="iso")
     data = fields.Dict(required=True)
 
     @post_load
@@ -140,7 +183,7 @@ class _NotCanonical(Exception):
 
 
 _TOP_KEYS = frozenset(("v", "kind", "server_id", "seq", "collected_at", "data"))
-_COMPONENTS = frozenset(_COMPONENT.choices)
+_COMPONENTS = frozenset(COMPONENTS)
 _RECORD_TYPE = re.compile(r"^[A-Z][A-Z0-9]{0,15}$")
 
 
@@ -159,7 +202,7 @@ def _float(value):
 
 
 def _str(value, low, high):
-    if type(value) is not str or not low <= len(value) <= high:
+    if type(value) is not str or not low <= len(value) <= high or _UNSTORABLE.search(value):
         raise _NotCanonical
     return value
 
@@ -171,18 +214,46 @@ def _aware(value):
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _NotCanonical from None
-    if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
+    offset = moment.utcoffset()
+    if offset is None or abs(offset) > Timestamp.MAX_OFFSET or not Timestamp.YEARS[0] <= moment.year <= Timestamp.YEARS[1]:
         raise _NotCanonical
     return moment
 
 
-def _bytes_of(value, keys):
-    if type(value) is not dict:
+def _fields(value, allowed):
+    """``value`` as a dict holding no field but ``allowed`` (a field it does not know is marshmallow's to refuse)."""
+    if type(value) is not dict or not value.keys() <= allowed:
         raise _NotCanonical
-    return {key: _int(value[key]) for key in keys}
+    return value
+
+
+_HEARTBEAT_FIELDS = frozenset(("agent_version", "versions"))
+_SYSTEM_FIELDS = frozenset(("load", "disks", "swap", "memory", "connections"))
+_DISK_FIELDS = frozenset(("mount", "total_bytes", "used_bytes"))
+_SWAP_FIELDS = frozenset(("total_bytes", "used_bytes"))
+_MEMORY_FIELDS = frozenset(("total_bytes", "used_bytes", "available_bytes"))
+_DNS_FIELDS = frozenset(("period_start", "total", "records"))
+_RECORD_FIELDS = frozenset(("name", "type", "hits", "last_access"))
+
+
+def _exactly(value, keys):
+    if type(value) is not dict or value.keys() != keys:
+        raise _NotCanonical
+    return value
+
+
+def _bytes_of(value, keys):
+    return {key: _int(value[key]) for key in _exactly(value, keys)}
+
+
+def _disk(disk):
+    _exactly(disk, _DISK_FIELDS)
+    return {"total_bytes": _int(disk["total_bytes"]), "used_bytes": _int(disk["used_bytes"]),
+            "mount": _str(disk["mount"], 1, 4096)}
 
 
 def _heartbeat_data(data):
+    _fields(data, _HEARTBEAT_FIELDS)
     versions = data.get("versions", {})
     if type(versions) is not dict:
         raise _NotCanonical
@@ -194,6 +265,7 @@ def _heartbeat_data(data):
 
 
 def _system_data(data):
+    _fields(data, _SYSTEM_FIELDS)
     load = data["load"]
     if type(load) is not list or len(load) != 3:
         raise _NotCanonical
@@ -206,16 +278,15 @@ def _system_data(data):
         _int(count)
     return {
         "load": [_float(x) for x in load],
-        "disks": [dict(_bytes_of(d, ("total_bytes", "used_bytes")), mount=_str(d["mount"], 1, 4096)) for d in disks],
-        "swap": _bytes_of(data["swap"], ("total_bytes", "used_bytes")),
-        "memory": _bytes_of(data["memory"], ("total_bytes", "used_bytes", "available_bytes")),
+        "disks": [_disk(d) for d in disks],
+        "swap": _bytes_of(data["swap"], _SWAP_FIELDS),
+        "memory": _bytes_of(data["memory"], _MEMORY_FIELDS),
         "connections": dict(connections),
     }
 
 
 def _dns_record(record):
-    if type(record) is not dict:
-        raise _NotCanonical
+    _fields(record, _RECORD_FIELDS)
     kind = record["type"]
     if type(kind) is not str or not _RECORD_TYPE.match(kind):
         raise _NotCanonical
@@ -224,6 +295,7 @@ def _dns_record(record):
 
 
 def _dns_data(data):
+    _fields(data, _DNS_FIELDS)
     records = data.get("records", [])
     if type(records) is not list:
         raise _NotCanonical

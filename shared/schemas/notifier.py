@@ -7,21 +7,18 @@ from marshmallow import Schema, fields, validate
 
 from shared.events import CATALOG
 from shared.schemas import StrictSchema
-from shared.schemas.fields import Secret
+from shared.schemas.fields import Id, Secret, display_name
 
 CHANNEL_KINDS = ("email", "webhook", "chat")
 SEVERITIES = ("info", "warning", "critical")
 DELIVERY_STATUSES = ("collecting", "pending", "delivered", "dead")
-# Progress events are too chatty to notify; every other catalog event may be.
-NOTIFIABLE_EVENTS = tuple(name for name in CATALOG if not name.endswith("_progress"))
+# Progress and bookkeeping events are too chatty to notify; every other catalog event may be.
+NOTIFIABLE_EVENTS = tuple(name for name, kind in CATALOG.items() if kind.notifiable)
 # Templates exist for each notifiable event, for the notifier's own "a server is flapping"
 # notice, and for the digest that replaces a burst of messages.
 TEMPLATE_EVENTS = NOTIFIABLE_EVENTS + ("server_flapping", "digest")
 
-_name = validate.And(
-    validate.Length(min=1, max=64),
-    validate.Regexp(r"^\S(.*\S)?$", error="must not start or end with white space"),
-)
+_name = display_name(64)
 _http_url = validate.URL(schemes={"http", "https"}, require_tld=False)
 
 
@@ -57,6 +54,9 @@ class ChatSettings(StrictSchema):
 CHANNEL_SETTINGS = {"email": EmailSettings, "webhook": WebhookSettings, "chat": ChatSettings}
 # The write-only field of each kind that is sealed at rest.
 CHANNEL_SECRET = {"email": "password", "webhook": "secret", "chat": "url"}
+# What the gateway seals in a channel's settings for the broker: a change does not say its channel's kind, so
+# every kind's secret field (a webhook's URL too, which is no secret but shares its name with a chat's).
+SEALED_SETTINGS = tuple(sorted(set(CHANNEL_SECRET.values())))
 
 
 class ChannelCreate(StrictSchema):
@@ -65,13 +65,14 @@ class ChannelCreate(StrictSchema):
     enabled = fields.Boolean(load_default=True)
     settings = fields.Dict(required=True, metadata={
         "description": "email: host, port, starttls, username, password, sender, recipients; "
-                       "webhook: url, secret; chat: url, payload_template"})
+                       "webhook: url, secret; chat: url, payload_template", "secret_keys": SEALED_SETTINGS})
 
 
 class ChannelUpdate(StrictSchema):
     name = fields.String(validate=_name)
     enabled = fields.Boolean()
-    settings = fields.Dict(metadata={"description": "Fields to change; secrets left out stay as they are"})
+    settings = fields.Dict(metadata={"description": "Fields to change; secrets left out stay as they are",
+                                     "secret_keys": SEALED_SETTINGS})
 
 
 class Channel(Schema):
@@ -96,11 +97,11 @@ class RuleCreate(StrictSchema):
     event_types = fields.List(fields.String(validate=validate.OneOf(NOTIFIABLE_EVENTS)), load_default=list,
                               metadata={"description": "Empty: every notifiable event"})
     min_severity = fields.String(load_default="info", validate=validate.OneOf(SEVERITIES))
-    server_ids = fields.List(fields.Integer(validate=validate.Range(min=1)), load_default=list,
+    server_ids = fields.List(Id(), load_default=list,
                              metadata={"description": "Empty: every server"})
     server_search = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=128),
                                   metadata={"description": "Only servers whose name contains this (any case)"})
-    channel_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1))
+    channel_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=100))
 
 
 class Rule(Schema):
@@ -133,7 +134,7 @@ class Template(Schema):
 
 class DeliveryQuery(StrictSchema):
     status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
-    channel_id = fields.Integer()
+    channel_id = Id()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
 
 

@@ -1,23 +1,20 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared.components import COMPONENTS, INSTALLABLE
 from shared.schemas import StrictSchema
-from shared.schemas.fields import Address, IPAddress, Secret
+from shared.schemas.fields import INT32_MAX, Address, IPAddress, Secret, display_name
 
 OPERATING_SYSTEMS = ("ubuntu", "centos")
-COMPONENTS = ("dns", "dhcp", "backup", "monitor")
 COMPONENT_STATES = ("running", "stopped", "not_installed", "unknown")
 # running: components run; stopped: reachable, nothing running; down: no heartbeat for 90 s;
 # unknown: never heard from (not installed yet).
 SERVER_STATES = ("running", "stopped", "down", "unknown")
 RUNTIMES = ("docker", "process")
-DEFAULT_COMPONENTS = ("dns", "dhcp", "monitor")
+COMMUNICATION_TYPES = ("push", "pull")
 # Heartbeats come every 30 s: 4 or more in the last 2 minutes is a healthy link.
 REQUESTS_GREEN_AT = 4
 
-_name = validate.And(
-    validate.Length(min=1, max=128),
-    validate.Regexp(r"^\S(.*\S)?$", error="must not start or end with white space"),
-)
+_name = display_name(128)
 
 
 class ServerCreate(StrictSchema):
@@ -30,10 +27,15 @@ class ServerCreate(StrictSchema):
     ssh_private_key = Secret(validate=validate.Length(min=1, max=16384))
     components = fields.List(
         fields.String(validate=validate.OneOf(COMPONENTS)),
-        load_default=list(DEFAULT_COMPONENTS),
+        load_default=list(INSTALLABLE),
         metadata={"description": "Components to install"},
     )
     monitoring_api_ip = IPAddress(allow_none=True, metadata={"description": "Overrides the default monitoring API IP"})
+    communication_type = fields.String(
+        allow_none=True, validate=validate.OneOf(COMMUNICATION_TYPES),
+        metadata={"description": "push: the agent sends its statistics to the broker; pull: monitoring-ingest "
+                                 "fetches them from the agent (port 8741). Null: the monitoring settings' default. "
+                                 "Takes effect at the next install or setup bundle"})
     runtime = fields.String(load_default="docker", validate=validate.OneOf(RUNTIMES))
     server_user = fields.String(
         validate=validate.Length(min=1, max=64),
@@ -87,7 +89,11 @@ class ServerDetail(Schema):
     )
     components = fields.List(fields.Nested(Component))
     monitoring_api_ip = fields.String(allow_none=True)
+    communication_type = fields.String(allow_none=True, metadata={"description": "Null: the global default"})
     runtime = fields.String()
+    agent_last_seen_at = fields.DateTime(
+        allow_none=True, metadata={"description": "When the server's agent last used its token (null: never)"}
+    )
     state = fields.String(validate=validate.OneOf(SERVER_STATES))
     server_user = fields.String()
     requests = fields.Integer(metadata={"description": "Heartbeats received in the last 2 minutes"})
@@ -117,7 +123,9 @@ class ServerListQuery(StrictSchema):
     search = fields.String(validate=validate.Length(max=128), metadata={"description": "Full or partial name, any case"})
     sort = fields.String(load_default="name", validate=validate.OneOf(["name", "-name"]))
     state = fields.String(validate=validate.OneOf(SERVER_STATES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    os = fields.String(validate=validate.OneOf(OPERATING_SYSTEMS))
+    runtime = fields.String(validate=validate.OneOf(RUNTIMES))
+    page = fields.Integer(load_default=1, validate=validate.Range(1, INT32_MAX))
     per_page = fields.Integer(load_default=25, validate=validate.Range(1, 500))
 
 

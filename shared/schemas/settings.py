@@ -5,6 +5,7 @@ without its secrets, which show only as ``<name>_set`` flags.
 """
 from marshmallow import Schema, fields, validate
 
+from shared.components import INSTALLABLE
 from shared.schemas import StrictSchema
 from shared.schemas.fields import IPAddress, Secret
 
@@ -21,10 +22,8 @@ class MonitoringSettings(StrictSchema):
     aggregated_retention_days = fields.Integer(load_default=90, validate=validate.Range(1, 3650))
 
 
-class RepositoryTokens(StrictSchema):
-    dns = Secret(allow_none=True)
-    dhcp = Secret(allow_none=True)
-    monitor = Secret(allow_none=True)
+# One token per component the updater updates.
+RepositoryTokens = type("RepositoryTokens", (StrictSchema,), {c: Secret(allow_none=True) for c in INSTALLABLE})
 
 
 class UpdateSettings(StrictSchema):
@@ -35,11 +34,22 @@ class UpdateSettings(StrictSchema):
 
 
 class RabbitMQSettings(StrictSchema):
-    host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1, max=253))
-    port = fields.Integer(load_default=5672, validate=validate.Range(1, 65535))
-    user = fields.String(load_default="guest", validate=validate.Length(min=1, max=128))
+    """The broker as the agents see it, and the account that makes their users: not the control plane's own
+    connection (``AMQP_URI``), whose address (127.0.0.1, a cluster name) a managed server may not reach."""
+    host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1, max=253),
+                         metadata={"description": "Address the agents connect to (copied into each bundle)"})
+    port = fields.Integer(load_default=5672, validate=validate.Range(1, 65535),
+                          metadata={"description": "AMQP port the agents connect to"})
+    management_url = fields.String(
+        allow_none=True, load_default=None, validate=validate.URL(schemes={"http", "https"}, require_tld=False),
+        metadata={"description": "Management API where each agent's user is made; null: the provisioner's setting, "
+                                 "else port 15672 of the control plane's own broker host"})
+    user = fields.String(load_default="guest", validate=validate.Length(min=1, max=128),
+                         metadata={"description": "Management API account (with password; none saved: the control "
+                                                  "plane's own broker account)"})
     password = Secret(allow_none=True, load_default=None)
-    vhost = fields.String(load_default="/", validate=validate.Length(min=1, max=128))
+    vhost = fields.String(load_default="/", validate=validate.Length(min=1, max=128),
+                          metadata={"description": "Unset: the control plane's own vhost (STEWARD_AMQP_VHOST)"})
     password_set = fields.Boolean(dump_only=True)
 
 

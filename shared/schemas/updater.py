@@ -8,10 +8,11 @@ atomic rename and records it in the same commit, or deletes it.
 """
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared.components import INSTALLABLE
 from shared.schemas import StrictSchema
+from shared.schemas.fields import INT32_MAX, Id
 from shared.schemas.tasks import Task
 
-UPDATABLE_COMPONENTS = ("dns", "dhcp", "monitor")
 INCOMING_DIR = "incoming"
 UPLOAD_NAME = r"^[0-9a-f]{32}\.upload$"
 VERSION = validate.Regexp(r"^[0-9][0-9A-Za-z._+-]{0,63}$", error="must look like 2.10 or 3.2.6-1")
@@ -24,13 +25,13 @@ class ImageUpload(StrictSchema):
 
     upload = fields.String(required=True, validate=validate.Regexp(UPLOAD_NAME))
     sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
-    size_bytes = fields.Integer(required=True, validate=validate.Range(min=1))
-    component = fields.String(validate=validate.OneOf(UPDATABLE_COMPONENTS),
+    size_bytes = fields.Integer(required=True, validate=validate.Range(1, INT32_MAX))
+    component = fields.String(validate=validate.OneOf(INSTALLABLE),
                               metadata={"description": "When given, the image's manifest must name this component"})
 
 
 class ImageUploadQuery(StrictSchema):
-    component = fields.String(validate=validate.OneOf(UPDATABLE_COMPONENTS),
+    component = fields.String(validate=validate.OneOf(INSTALLABLE),
                               metadata={"description": "When given, the image's manifest must name this component"})
 
 
@@ -51,11 +52,11 @@ class VersionList(Schema):
 
 
 class VersionQuery(StrictSchema):
-    component = fields.String(validate=validate.OneOf(UPDATABLE_COMPONENTS))
+    component = fields.String(validate=validate.OneOf(INSTALLABLE))
 
 
 class PushUpdate(StrictSchema):
-    component = fields.String(validate=validate.OneOf(UPDATABLE_COMPONENTS),
+    component = fields.String(validate=validate.OneOf(INSTALLABLE),
                               metadata={"description": "Only this component (default: every installed one)"})
     version = fields.String(validate=VERSION, metadata={"description": "Target version (default: the newest)"})
 
@@ -89,11 +90,11 @@ class UpdateTask(Task):
 
 
 class RolloutCreate(StrictSchema):
-    server_ids = fields.List(fields.Integer(), validate=validate.Length(min=1, max=10000))
+    server_ids = fields.List(Id(), validate=validate.Length(min=1, max=10000))
     search = fields.String(validate=validate.Length(min=1, max=128),
                            metadata={"description": "servers whose name contains this"})
     all_running = fields.Boolean(metadata={"description": "every server whose state is running"})
-    component = fields.String(validate=validate.OneOf(UPDATABLE_COMPONENTS))
+    component = fields.String(validate=validate.OneOf(INSTALLABLE))
     version = fields.String(validate=VERSION)
     canary_size = fields.Integer(load_default=1, validate=validate.Range(0, 1000))
     batch_size = fields.Integer(load_default=5, validate=validate.Range(1, 1000))
@@ -142,14 +143,10 @@ class DiagnosticsCheck(Schema):
     message = fields.String()
 
 
-class DiagnosticsRun(Schema):
-    id = fields.String()
-    server_id = fields.Integer()
-    server_name = fields.String()
-    state = fields.String(validate=validate.OneOf(["running", "passed", "failed"]))
+class DiagnosticsRun(Task):
+    """A diagnostics task (kind diagnostics): one step per check, and each check's result as it comes."""
+
     checks = fields.List(fields.Nested(DiagnosticsCheck))
-    created_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
 
 
 def storage_dir(settings):

@@ -49,9 +49,10 @@ log:
     any: warning
 mod-dnstap:
   - id: tap
-    sink: unix:{socket}
+    sink: {sink}
     log-queries: on
-    log-responses: off
+    log-responses: {log_responses}
+    responses-with-queries: {log_responses}
 template:
   - id: default
     storage: {dir}
@@ -125,9 +126,11 @@ class AgentProcess:
 
 
 class Knot:
-    def __init__(self, directory, dnstap_socket, address="127.0.0.1"):
+    def __init__(self, directory, dnstap_socket, address="127.0.0.1", log_responses=False, file_sink=None):
         self.directory = directory
         self.dnstap_socket = dnstap_socket
+        self.sink = file_sink or "unix:" + dnstap_socket  # a file: what knotd alone delivers, for bench-agent
+        self.log_responses = log_responses
         self.address = address
         self.port = free_port(socket.SOCK_DGRAM, address)
         while not _tcp_free(address, self.port):  # knotd listens on both
@@ -139,7 +142,8 @@ class Knot:
         with open(os.path.join(self.directory, "test.zone"), "w") as handle:
             handle.write(ZONE)
         with open(self.conf, "w") as handle:
-            handle.write(KNOT_CONF.format(dir=self.directory, address=self.address, port=self.port, socket=self.dnstap_socket))
+            handle.write(KNOT_CONF.format(dir=self.directory, address=self.address, port=self.port, sink=self.sink,
+                                          log_responses="on" if self.log_responses else "off"))
         self.log_path = os.path.join(self.directory, "knot.log")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(["knotd", "-c", self.conf], stdout=log, stderr=log)
@@ -226,8 +230,8 @@ def http_get(url, token=None, timeout=10):
         return error.code, json.loads(error.read())
 
 
-def send_queries(knot, plan):
-    """Send each (name, type, times) of ``plan`` to knot over UDP; returns, per (fqdn, type),
+def send_queries(knot, plan, tcp=False):
+    """Send each (name, type, times) of ``plan`` to knot over UDP (or TCP); returns, per (fqdn, type),
     the moments just before the last query went out and just after its answer came back."""
     import dns.message
     import dns.query
@@ -236,7 +240,8 @@ def send_queries(knot, plan):
     for name, qtype, times in plan:
         for _ in range(times):
             before = datetime.datetime.now(datetime.timezone.utc)
-            answer = dns.query.udp(dns.message.make_query(name, qtype), knot.address, port=knot.port, timeout=3)
+            ask = dns.query.tcp if tcp else dns.query.udp
+            answer = ask(dns.message.make_query(name, qtype), knot.address, port=knot.port, timeout=3)
             after = datetime.datetime.now(datetime.timezone.utc)
             assert answer.id is not None
             last[(name.lower().rstrip(".") + ".", qtype)] = (before, after)
@@ -266,6 +271,11 @@ def dns_totals(messages):
             moment = datetime.datetime.fromisoformat(record["last_access"])
             last_access[key] = max(moment, last_access.get(key, moment))
     return hits, last_access, total
+
+
+def last_dns_seq(messages):
+    """The newest DNS period's seq among ``messages`` (0 for none): periods close at the agent's interval."""
+    return max((m["seq"] for m in messages if m["kind"] == "dns"), default=0)
 
 
 def assert_contiguous(messages, kind):

@@ -9,10 +9,10 @@ import threading
 import pytest
 
 from agent.config import ConfigError, load_config
-from agent.dns_stats import DnsCounter, MalformedQuery, parse_question
+from agent.dns_stats import DnsCounter, MalformedQuery, microseconds, parse_question
 from agent.dnstap import (
     CONTENT_TYPE, CONTROL_ACCEPT, CONTROL_FINISH, CONTROL_READY, CONTROL_START, CONTROL_STOP,
-    DnstapQuery, ProtocolError, decode_query, encode_control, read_frames,
+    ProtocolError, decode_query, encode_control, read_queries,
 )
 from agent.system_stats import SystemStats
 
@@ -52,6 +52,9 @@ def test_question_names_are_lower_case_and_fully_qualified():
     assert parse_question(query_wire("WWW.Example.COM", 28)) == ("www.example.com.", "AAAA")
     assert parse_question(query_wire("pvverify.test", 16)) == ("pvverify.test.", "TXT")
     assert parse_question(query_wire("odd.test", 65280)) == ("odd.test.", "TYPE65280")
+    # Type bytes that read as capital letters (HTTPS is 0x0041, "A") are not lower-cased with the name.
+    assert parse_question(query_wire("Svc.Test", 65)) == ("svc.test.", "HTTPS")
+    assert parse_question(query_wire("svc.test", 0x4142)) == ("svc.test.", "TYPE16706")
 
 
 def test_compression_pointers_are_followed():
@@ -73,9 +76,9 @@ def test_pointer_loops_and_truncation_are_malformed():
 
 def test_dnstap_frame_gives_the_query_and_knots_time():
     frame = dnstap_frame(query_wire("www.test", 1), seconds=1795000000, nanos=250000000)
-    query = decode_query(frame)
-    assert parse_question(query.wire) == ("www.test.", "A")
-    assert query.query_time == datetime.datetime(2026, 11, 18, 11, 6, 40, 250000, tzinfo=datetime.timezone.utc)
+    wire, when = decode_query(frame)
+    assert parse_question(wire) == ("www.test.", "A")
+    assert when == microseconds(datetime.datetime(2026, 11, 18, 11, 6, 40, 250000, tzinfo=datetime.timezone.utc))
 
 
 def test_responses_are_not_counted_as_queries():
@@ -89,9 +92,8 @@ def test_counter_counts_hits_total_and_last_access_per_period():
     counter = DnsCounter(clock=lambda: next(moments))  # period starts at :00
     at = lambda s: datetime.datetime(2026, 1, 1, 0, 0, s, tzinfo=datetime.timezone.utc)  # noqa: E731
     for second in (3, 9, 5):
-        counter.count(DnstapQuery(query_wire("www.test", 1), at(second)))
-    counter.count(DnstapQuery(query_wire("WWW.test", 28), at(4)))
-    counter.count(DnstapQuery(b"\x00\x01", at(4)))  # no question: in the total only
+        counter.count([query_wire("www.test", 1)], [microseconds(at(second))])
+    counter.count([query_wire("WWW.test", 28), b"\x00\x01"], [microseconds(at(4))] * 2)  # no question: in the total only
     collected_at, data = counter.take()  # clock :01
     assert data == {
         "period_start": "2026-01-01T00:00:00+00:00",
@@ -108,7 +110,7 @@ def test_counter_counts_hits_total_and_last_access_per_period():
 def test_distinct_records_are_bounded_per_period_but_the_total_is_not():
     counter = DnsCounter(max_records=2)
     for name in ("a.test", "b.test", "c.test", "a.test"):
-        counter.count(DnstapQuery(query_wire(name, 1), None))
+        counter.count([query_wire(name, 1)], [None])
     _, data = counter.take()
     assert data["total"] == 4
     assert [(r["name"], r["hits"]) for r in data["records"]] == [("a.test.", 2), ("b.test.", 1)]
@@ -136,9 +138,10 @@ def test_frame_streams_bidirectional_handshake():
     replies = []
     thread = threading.Thread(target=_writer, args=(writer, frames), kwargs={"replies": replies})
     thread.start()
-    received = list(read_frames(reader))
+    received = []
+    read_queries(reader, lambda wires, times: received.extend(zip(wires, times)))
     thread.join()
-    assert received == frames
+    assert received == [decode_query(frame) for frame in frames]
     assert replies == [encode_control(CONTROL_ACCEPT, [CONTENT_TYPE]), encode_control(CONTROL_FINISH)]
 
 
@@ -146,7 +149,7 @@ def test_frame_streams_refuses_another_content_type():
     reader, writer = socket.socketpair()
     writer.sendall(encode_control(CONTROL_READY, [b"protobuf:other"]))
     with pytest.raises(ProtocolError):
-        list(read_frames(reader))
+        read_queries(reader, lambda wires, times: None)
 
 
 def test_system_statistics_from_proc_files(tmp_path):

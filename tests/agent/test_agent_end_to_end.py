@@ -2,8 +2,6 @@
 broker -> the real monitoring-ingest consumer -> the real PostgreSQL, and its
 heartbeats through the real gateway app. Stored counts must be exact."""
 import os
-import subprocess
-import sys
 import threading
 import uuid
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -12,36 +10,16 @@ import pika
 import pytest
 from sqlalchemy import text
 
-from agent_lab import EXPECTED_HITS, PLAN, REPO, free_port, send_queries, wait_for
+from shared.crypto import AGENT_TOKEN
+
+from agent_lab import EXPECTED_HITS, PLAN, free_port, send_queries, wait_for
+from tests.conftest import TEST_BOX, agent_token
 
 
 @pytest.fixture
-def ingest_consumer(settings, engine, tmp_path):
-    """``python -m services.monitoring_ingest.consumer`` on the tests' database and vhost, from empty tables."""
-    with engine.begin() as connection:
-        tables = connection.execute(text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'monitoring' "
-            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> 'alembic_version'")).scalars().all()
-        connection.execute(text("TRUNCATE %s" % ", ".join("monitoring.%s" % table for table in tables)))
-    env = dict(os.environ, STEWARD_DB_NAME=engine.url.database, STEWARD_AMQP_VHOST=pika.URLParameters(settings.amqp_uri).virtual_host,
-               STEWARD_SECRET_KEY=settings.secret_key, STEWARD_LOG_LEVEL="WARNING")
-    with open(str(tmp_path / "consumer.log"), "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.monitoring_ingest.consumer", "--batch-ms", "30"],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_uri))
-
-    def consuming():
-        channel = connection.channel()
-        try:
-            return channel.queue_declare("monitoring.stats", passive=True).method.consumer_count > 0
-        except pika.exceptions.ChannelClosedByBroker:
-            return False  # not declared yet
-
-    wait_for(consuming, timeout=20, interval=0.1, what="the ingest consumer")
-    connection.close()
-    yield process
-    process.terminate()
-    process.wait(20)
+def ingest_consumer(consumer_process):
+    """The session's ``python -m services.monitoring_ingest.consumer`` (tests/conftest.py), from empty tables."""
+    return consumer_process
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -82,7 +60,7 @@ def assert_stored_exactly(engine, server_id, last_sent):
 
 def create_server(rpc, admin):
     server = rpc.call("inventory", "create_server", admin, {"name": "dns-%s" % uuid.uuid4().hex[:6], "address": "127.0.0.1", "os": "ubuntu"})
-    return server, rpc.call("inventory", "issue_agent_token", server["id"])["token"]
+    return server, agent_token(rpc, server["id"])
 
 
 def test_pushed_queries_and_heartbeats_are_stored_exactly(
@@ -135,7 +113,8 @@ def test_pulled_queries_are_stored_exactly(tmp_path, engine, rpc, admin, invento
         spool_dir=str(tmp_path / "spool"),
     )
     wait_for(lambda: os.path.exists(dnstap_socket), what="the agent's dnstap socket")
-    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", token, 1, port)
+    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", TEST_BOX.seal_for(AGENT_TOKEN, token), 1,
+             port)
     knot = knot_factory(dnstap_socket, agent)
     last_sent = send_queries(knot, PLAN)
 

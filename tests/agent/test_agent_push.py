@@ -1,16 +1,26 @@
 """Push mode through a real broker: publisher confirms, persistent messages, the
 spool keeping what the broker did not take, and a broker restart losing nothing."""
+import json
 import os
+import sqlite3
 import subprocess
-import time
 import urllib.parse
 
 import pika
 import pytest
 
-from agent_lab import BrokerReader, assert_contiguous, dns_totals, send_queries, unique, wait_for
+from agent_lab import BrokerReader, assert_contiguous, dns_totals, last_dns_seq, send_queries, unique, wait_for
 
 SERVER_ID = 31
+
+
+def spooled_dns_periods(tmp_path):
+    """DNS periods in the agent's spool: closed, and not yet confirmed by a broker."""
+    spool = sqlite3.connect("file:%s?mode=ro" % (tmp_path / "spool" / "spool.sqlite3"), uri=True)
+    try:
+        return sum(json.loads(body)["kind"] == "dns" for (body,) in spool.execute("SELECT body FROM messages"))
+    finally:
+        spool.close()
 
 
 def push_config(tmp_path, url, **overrides):
@@ -87,13 +97,16 @@ def test_broker_restart_in_the_middle_of_a_push_run_loses_nothing(tmp_path, agen
     private_broker.stop()
     send_queries(knot, [("www.test", "A", 3), ("pvverify.test", "TXT", 6)])
     wait_for(lambda: "broker unavailable" in agent.log(), what="the agent to notice")
-    time.sleep(0.6)  # several periods spooled while the broker is away
+    wait_for(lambda: spooled_dns_periods(tmp_path) >= 3, what="three DNS periods spooled while the broker is away")
     private_broker.start()
     reader.reconnect()
     send_queries(knot, [("pvverify.test", "TXT", 2)])
-    wait_for(lambda: dns_totals(reader.drain())[2] == 15, timeout=30, interval=0.2, what="all 15 queries pushed")
-    time.sleep(0.5)
-    messages = reader.drain()
+    messages = wait_for(lambda: (lambda got: dns_totals(got)[2] == 15 and got)(reader.drain()), timeout=30,
+                        interval=0.2, what="all 15 queries pushed")
+    # Two more DNS periods pushed after that: a query sent twice would be in one of them.
+    pushed = last_dns_seq(messages)
+    messages = wait_for(lambda: (lambda got: last_dns_seq(got) >= pushed + 2 and got)(reader.drain()), timeout=30,
+                        interval=0.2, what="two more DNS periods")
     reader.close()
 
     hits, _, total = dns_totals(messages)

@@ -1,18 +1,15 @@
 """Tried as a new user would: `make up`, create a server with the CLI, list it
 through the API, `make down`."""
 import json
-import os
 import socket
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from scripts.sandbox import drop_database
+from tests.stack import ROOT, stack_env as local_stack, stack_name, stack_port
 
-ROOT = Path(__file__).resolve().parents[2]
-PORT = 18080
+PORT = stack_port(stack_name("e2e"))
 
 
 def _port_open(port):
@@ -25,19 +22,8 @@ def _port_open(port):
 
 @pytest.fixture
 def stack_env(tmp_path):
-    drop_database("steward_e2e")
-    env = dict(
-        os.environ,
-        STEWARD_STATE_DIR=str(tmp_path / "state"),
-        STEWARD_DB_NAME="steward_e2e",
-        STEWARD_AMQP_VHOST="steward_e2e",
-        STEWARD_BIND=f"127.0.0.1:{PORT}",
-    )
-    env.pop("STEWARD_SECRET_KEY", None)
-    env.pop("STEWARD_URL", None)
-    env.pop("STEWARD_TOKEN", None)
-    yield env
-    subprocess.run(["make", "-s", "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    with local_stack("e2e", tmp_path / "state") as env:
+        yield env
 
 
 @pytest.mark.e2e
@@ -49,6 +35,17 @@ def test_make_up_cli_create_api_list_make_down(stack_env, tmp_path):
     token = token_file.read_text().strip()
     assert f"Admin token: {token}" in up.stdout
     assert token_file.stat().st_mode & 0o777 == 0o600
+    # The web console: its page at /, and admin signs in with the password make up wrote (mode 0600).
+    password_file = tmp_path / "state" / "admin-password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert f"Console:     http://127.0.0.1:{PORT}/" in up.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=10) as response:
+        assert "/console/static/app.js" in response.read().decode()
+    sign_in = urllib.request.Request(
+        f"http://127.0.0.1:{PORT}/api/v2/session", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"name": "admin", "password": password_file.read_text().strip()}).encode())
+    with urllib.request.urlopen(sign_in, timeout=10) as response:
+        assert "steward_session=" in response.headers["Set-Cookie"]
 
     created = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "steward"), "servers", "create", "--name", "first-dns", "--address", "192.0.2.53", "--os", "ubuntu"],

@@ -1,6 +1,8 @@
 """The Monitoring REST API: what a client sees for good and bad input."""
 import pytest
 
+from tests.conftest import create_token
+
 
 @pytest.fixture
 def admin_headers(admin_token):
@@ -34,8 +36,9 @@ def test_no_data_is_an_empty_series(api, admin_headers, monitoring):
 
 def test_retention_override_is_for_admins_and_validated(rpc, admin, api, admin_headers, monitoring, scalar):
     rpc.call("inventory", "create_user", admin, {"name": "op", "role": "operator"})
-    operator = rpc.call("inventory", "create_token", admin, {"user": "op"})["token"]
-    path = "/api/v2/monitoring/servers/5/retention"
+    operator = create_token(rpc, admin, {"user": "op"})["token"]
+    server = rpc.call("inventory", "create_server", admin, {"name": "kept", "address": "192.0.2.5", "os": "ubuntu"})
+    path = f"/api/v2/monitoring/servers/{server['id']}/retention"
     refused = api.simulate_put(path, json={"raw_retention_minutes": 600},
                                headers={"Authorization": f"Bearer {operator}"})
     assert refused.status_code == 403
@@ -43,7 +46,11 @@ def test_retention_override_is_for_admins_and_validated(rpc, admin, api, admin_h
     assert bad.status_code == 400 and "raw_retention_minutes" in bad.json["details"]
     good = api.simulate_put(path, json={"raw_retention_minutes": 600}, headers=admin_headers)
     assert good.status_code == 200 and good.json == {"raw_retention_minutes": 600, "aggregated_retention_days": None}
-    assert scalar("SELECT raw_retention_minutes FROM monitoring.retention_overrides WHERE server_id = 5") == 600
+    assert scalar(f"SELECT raw_retention_minutes FROM monitoring.retention_overrides WHERE server_id = {server['id']}") == 600
+    missing = api.simulate_put(f"/api/v2/monitoring/servers/{server['id'] + 1}/retention",
+                               json={"raw_retention_minutes": 600}, headers=admin_headers)
+    assert missing.status_code == 404 and missing.json["error"] == "server_not_found"
+    assert scalar("SELECT count(*) FROM monitoring.retention_overrides") == 1
 
 
 def test_the_operations_are_in_the_openapi_document(api):

@@ -1,15 +1,13 @@
 """Agent messages through the real broker and the batch consumer process into PostgreSQL."""
 import json
-import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 
-from kombu import Connection
 from sqlalchemy import text
 
 from services.monitoring_ingest import partitions
-from services.monitoring_ingest.consumer import CONNECTION_NAME
+from services.monitoring_ingest.consumer import CONNECTION_NAME as CONSUMER_CONNECTION
 from services.monitoring_ingest.ingest import BatchWriter, parse
+from tests.queues import close_connections, queue_depth
 from .helpers import message, wait_for
 
 # Yesterday, a quarter past an hour: whole minutes and hours, in the past whenever the tests run.
@@ -57,14 +55,28 @@ def test_statistics_are_stored_and_aggregated(rpc, admin, monitoring, agent_publ
     assert len(rpc.call("monitoring_ingest", "record_last_access", admin, 7, {"search": "MAIL"})["items"]) == 1
 
 
-def test_a_redelivered_message_is_stored_once(monitoring, agent_publish, scalar):
-    system = message("system", 8, 41, _at(5))
-    agent_publish(system)
-    agent_publish(system)  # as after a lost acknowledgement
-    agent_publish(message("system", 8, 42, _at(6)))
-    wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 8") == 2)
-    wait_for(lambda: scalar("SELECT samples FROM monitoring.system_aggregates "
-                            "WHERE server_id = 8 AND resolution = 'minute'") == 2)
+def test_a_batch_redelivered_after_its_commit_is_stored_once(settings, engine, monitoring, agent_publish, scalar):
+    """The consumer commits a batch, then loses its channel before the acknowledgement: RabbitMQ
+    delivers the batch again, and the second write must change nothing."""
+    def stored():
+        return (scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 8"),
+                scalar("SELECT samples FROM monitoring.system_aggregates WHERE server_id = 8 AND resolution = 'minute'"))
+
+    with engine.connect() as holder:
+        # An open transaction holds the table: the consumer's write of the batch waits for it.
+        holder.execute(text("LOCK TABLE monitoring.system_samples IN SHARE MODE"))
+        for seq in (41, 42):
+            agent_publish(message("system", 8, seq, _at(seq - 40)))
+        wait_for(lambda: queue_depth(settings, "monitoring.stats") == (0, 2), what="the batch delivered, unacked")
+        wait_for(lambda: scalar("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                                "WHERE NOT l.granted AND a.datname = current_database()"),
+                 what="the consumer's write waiting")
+        assert close_connections(settings, CONSUMER_CONNECTION) >= 1  # its acknowledgement can no longer arrive
+        holder.rollback()  # the write commits now: the batch is stored, and it is back on the queue
+    agent_publish(message("system", 8, 43, _at(3)))  # published after the redelivery: stored after it
+    wait_for(lambda: stored()[0] == 3, what="the last message stored")
+    wait_for(lambda: queue_depth(settings, "monitoring.stats") == (0, 0), what="every message acknowledged")
+    assert stored() == (3, 3)
 
 
 def test_a_committed_batch_written_again_changes_nothing(engine):
@@ -98,19 +110,31 @@ def test_a_committed_batch_written_again_changes_nothing(engine):
     assert [c[2] for c in first.state_changes] == ["unknown"] and again.state_changes == []
 
 
-def test_malformed_messages_are_dead_lettered_and_the_rest_stored(settings, monitoring, agent_publish, scalar):
-    with Connection(settings.amqp_uri) as connection:
-        connection.default_channel.queue_purge("monitoring.dead")
+def test_malformed_messages_are_dead_lettered_with_the_reason_and_the_rest_stored(monitoring, agent_publish,
+                                                                                 dead_letters, scalar):
+    now = datetime.now(timezone.utc)
     good = message("system", 10, 1, _at(1))
-    agent_publish(good, raw=b"{not json")
-    agent_publish(good, raw=json.dumps(dict(good, data={"load": "high"})).encode())
-    agent_publish(good, raw=json.dumps(dict(good, v=2)).encode())
+    refused = {
+        b"{not json": "not JSON",
+        json.dumps(dict(good, data={"load": "high"})).encode(): "Not a valid list",
+        json.dumps(dict(good, v=2)).encode(): "Must be equal to 1",
+        json.dumps(dict(good, data=dict(good["data"], uptime=5))).encode(): "uptime",
+        json.dumps(message("system", 10, 2, now + timedelta(minutes=6))).encode(): "more than 5 minutes ahead",
+        json.dumps(message("system", 10, 3, now - timedelta(days=8))).encode(): "more than 7 days behind",
+    }
+    for raw in refused:
+        agent_publish(good, raw=raw)
+    big = message("heartbeat", 10, 4, versions={"dns": "1"})
+    big["data"]["agent_version"] = "x" * 20_000  # over the 16 KiB of a heartbeat
+    agent_publish(big)
     agent_publish(good)
     wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 10") == 1)
-    with Connection(settings.amqp_uri) as connection:
-        dead = wait_for(lambda: connection.default_channel.queue_declare("monitoring.dead", passive=True).message_count == 3
-                        and 3)
-    assert dead == 3
+    reasons = {body: headers["x-steward-reason"] for headers, body in dead_letters(len(refused) + 1)}
+    [too_big] = [reason for body, reason in reasons.items() if body not in refused]
+    assert too_big.endswith("bytes: more than the 16384 a message may have")
+    for raw, reason in refused.items():
+        assert reason in reasons[raw], (raw, reasons[raw])
+    assert scalar("SELECT count(*) FROM monitoring.heartbeats WHERE server_id = 10") == 0
 
 
 def test_a_disk_that_runs_low_is_reported_once_until_it_recovers(monitoring, agent_publish, monitoring_events, scalar):
@@ -124,22 +148,16 @@ def test_a_disk_that_runs_low_is_reported_once_until_it_recovers(monitoring, age
     disk(2, 960)   # still low: no second report
     disk(3, 500)   # recovered
     disk(4, 990)   # low again
+    # Another server's disk runs low last: its report comes after any the four batches above made.
+    agent_publish(message("system", 99, 1, _at(5), disks=[{"mount": "/", "total_bytes": 1000, "used_bytes": 999}]))
     received = []
-    wait_for(lambda: received.extend(p for name, p in monitoring_events() if name == "disk_low") or len(received) >= 2)
-    time.sleep(0.3)  # a third report would have arrived by now
-    received += [p for name, p in monitoring_events() if name == "disk_low"]
-    assert [(p["server_id"], p["mountpoint"], p["free_percent"]) for p in received] == [(11, "/var", 5.0), (11, "/var", 1.0)]
+    wait_for(lambda: received.extend(p for name, p in monitoring_events() if name == "disk_low")
+             or any(p["server_id"] == 99 for p in received), what="the last server's report")
+    assert [(p["server_id"], p["mountpoint"], p["free_percent"]) for p in received] == [
+        (11, "/var", 5.0), (11, "/var", 1.0), (99, "/", 0.1)]
 
 
 def test_the_consumer_comes_back_after_losing_its_broker_connection(settings, monitoring, agent_publish, scalar):
-    vhost = Connection(settings.amqp_uri).virtual_host
-    # list_connections shows every vhost's connections: only this test's own consumer is closed.
-    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost", "client_properties"],
-                             capture_output=True, text=True, check=True).stdout
-    connections = [line.split("\t")[0] for line in listing.splitlines()
-                   if CONNECTION_NAME in line and line.split("\t")[1] == vhost]
-    assert connections
-    for connection in connections:
-        subprocess.run(["rabbitmqctl", "-q", "close_connection", connection, "test: connection lost"], check=True)
+    assert close_connections(settings, CONSUMER_CONNECTION) >= 1
     agent_publish(message("system", 12, 1, _at(1)))
     wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 12") == 1, timeout=15)

@@ -7,9 +7,17 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from shared.crypto import AGENT_TOKEN
+from tests.conftest import TEST_BOX
+
 from .helpers import message, wait_for
 
 TOKEN = "agent-token-for-pull"
+
+
+def sealed(token):
+    """As the provisioner hands a token over: sealed for the broker as inventory issued it (shared/crypto.py)."""
+    return TEST_BOX.seal_for(AGENT_TOKEN, token)
 BASE = datetime.now(timezone.utc) - timedelta(minutes=30)
 
 
@@ -67,7 +75,7 @@ def test_pull_mode_stores_everything_once_and_keeps_the_cursor(rpc, server, moni
         agent_endpoint.add(message("system", sid, seq, BASE + timedelta(seconds=seq)))
     agent_endpoint.add(message("dns", sid, 0, BASE + timedelta(seconds=5), total=2, records=[
         {"name": "pull.example.", "type": "TXT", "hits": 2, "last_access": BASE.isoformat()}]))
-    answer = rpc.call("monitoring_ingest", "set_pull_target", sid, "127.0.0.1", TOKEN, 1, agent_endpoint.port)
+    answer = rpc.call("monitoring_ingest", "set_pull_target", sid, "127.0.0.1", sealed(TOKEN), 1, agent_endpoint.port)
     assert answer == {"server_id": sid, "address": "127.0.0.1", "port": agent_endpoint.port, "interval_seconds": 1}
     assert TOKEN not in scalar("SELECT token_sealed FROM monitoring.pull_targets")
 
@@ -87,7 +95,8 @@ def test_pull_mode_stores_everything_once_and_keeps_the_cursor(rpc, server, moni
 
 def test_a_refused_pull_is_recorded_and_moves_nothing(rpc, server, monitoring, agent_endpoint, scalar):
     agent_endpoint.add(message("system", server["id"], 0, BASE))
-    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", "a-wrong-token", 1, agent_endpoint.port)
+    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", sealed("a-wrong-token"), 1,
+             agent_endpoint.port)
     error = wait_for(lambda: scalar("SELECT last_error FROM monitoring.pull_targets"))
     assert "401" in error
     assert scalar("SELECT cursor FROM monitoring.pull_targets") == 0
@@ -97,7 +106,7 @@ def test_a_refused_pull_is_recorded_and_moves_nothing(rpc, server, monitoring, a
 def test_items_of_another_server_are_not_forwarded(rpc, server, monitoring, agent_endpoint, scalar):
     agent_endpoint.add(message("system", server["id"] + 1000, 0, BASE))
     agent_endpoint.add(message("system", server["id"], 0, BASE))
-    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", TOKEN, 1, agent_endpoint.port)
+    rpc.call("monitoring_ingest", "set_pull_target", server["id"], "127.0.0.1", sealed(TOKEN), 1, agent_endpoint.port)
     wait_for(lambda: scalar("SELECT cursor FROM monitoring.pull_targets") == 2)
     wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples") == 1)
     assert scalar("SELECT server_id FROM monitoring.system_samples") == server["id"]

@@ -1,4 +1,5 @@
 """Hourly aggregates are rolled up from the minute ones; series read the same before and after."""
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
@@ -6,7 +7,7 @@ from sqlalchemy import text
 from services.monitoring_ingest import rollup
 from services.monitoring_ingest.ingest import BatchWriter, parse
 from services.monitoring_ingest.partitions import ensure_covering
-from .helpers import message
+from .helpers import message, wait_for
 
 import json
 
@@ -74,15 +75,34 @@ def test_rolled_up_hours_read_as_their_minutes_did_and_late_data_rolls_them_up_a
         == [(15,)]
 
 
-def test_a_mark_made_while_the_hour_was_rolled_up_survives(engine):
+def test_a_batch_committed_while_the_rollup_is_on_its_hour_is_rolled_up_by_the_next_run(
+        engine, scalar, agent_publish):
     """The rollup clears a dirty mark only if no batch marked the hour again meanwhile."""
-    _write(engine, [message("system", 22, 1, HOUR + timedelta(minutes=1))])
-    (version,) = _rows(engine, "SELECT version FROM monitoring.rollup_dirty")[0]
-    _write(engine, [message("system", 22, 2, HOUR + timedelta(minutes=2))])  # marks it again: a new version
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM monitoring.rollup_dirty WHERE hour = :h AND version = :v"),
-                           {"h": HOUR, "v": version})
-    assert len(_rows(engine, "SELECT hour FROM monitoring.rollup_dirty")) == 1
+    _write(engine, [message("system", 22, 1, HOUR + timedelta(minutes=1), load=[1.0, 1.0, 1.0])])
+    assert HOUR in rollup.run(engine)
+    _write(engine, [message("system", 22, 2, HOUR + timedelta(minutes=2), load=[2.0, 2.0, 2.0])])  # late: dirty
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    with engine.connect() as holder:
+        # Hold the hour's row: the rollup reads the dirty mark, then waits to write the hour.
+        holder.execute(text("SELECT 1 FROM monitoring.system_aggregates WHERE resolution = 'hour' "
+                            "AND server_id = 22 AND bucket = :h FOR UPDATE"), {"h": HOUR})
+        running = pool.submit(rollup.run, engine)
+        wait_for(lambda: scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND datname = current_database() AND query LIKE '%INSERT INTO monitoring.system_aggregates%'"),
+                 what="the rollup waiting on the hour's row")
+        # Meanwhile a real batch through the consumer process: another late minute of that hour.
+        agent_publish(message("system", 22, 3, HOUR + timedelta(minutes=3), load=[3.0, 3.0, 3.0]))
+        wait_for(lambda: scalar("SELECT count(*) FROM monitoring.system_samples WHERE server_id = 22") == 3,
+                 what="the batch committed")
+        holder.rollback()
+        assert HOUR in running.result(timeout=30)
+    pool.shutdown()
+
+    assert len(_rows(engine, "SELECT hour FROM monitoring.rollup_dirty")) == 1  # the batch's own mark
+    assert rollup.run(engine) == [HOUR]
+    assert _rows(engine, "SELECT samples, load1_sum FROM monitoring.system_aggregates "
+                         "WHERE resolution = 'hour' AND server_id = 22") == [(3, 6.0)]
 
 
 def test_live_traffic_marks_nothing(engine):

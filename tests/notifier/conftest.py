@@ -11,6 +11,7 @@ from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from amqp.exceptions import NotFound
 from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
@@ -121,7 +122,7 @@ def purge_notifier_queues(amqp_uri):
             channel = connection.channel()
             try:
                 channel.queue_purge(name)
-            except Exception:  # the queue does not exist yet
+            except NotFound:  # the queue does not exist yet: nothing to purge
                 pass
             finally:
                 channel.close()

@@ -12,7 +12,7 @@ from services.notifier.models import Delivery, DeliveryItem
 from services.notifier.policy import Policy
 from services.notifier.rules import Rules
 from services.notifier.templates import Templates
-from services.notifier.transports import DeliveryFailed
+from services.notifier.exceptions import DeliveryFailed
 from shared.crypto import SecretBox
 from shared.events import build_event
 
@@ -184,7 +184,9 @@ def test_backup_servers_are_not_taken_for_managed_servers_with_the_same_id(sessi
     assert intake.receive("backup_failed", failed) == "no_rule"
     rules.create(dict(base, name="berlin", server_ids=[], server_search="Berlin"))
     session.commit()
-    assert intake.receive("backup_failed", dict(failed, backup_id="c")) == "notified"
+    assert intake.receive("backup_failed", build_event("backup_failed", backup_server_id=4,
+                                                       backup_server_name="backup-berlin", backup_id="c",
+                                                       error="disk full")) == "notified"
     rendered = Templates(session, "https://s.example").render_one("email", "backup_failed", failed, "critical")
     assert "https://s.example/api/v2/backup-servers/4" in rendered.body
 
@@ -218,3 +220,42 @@ def test_a_secret_sealed_under_another_key_fails_the_attempt_not_the_queue(sessi
     assert courier.send_due() == 1
     [delivery] = deliveries(session)
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "internal error: ValueError")
+
+
+class LockWait:
+    """A clock for one handler that waited on the window's lock: the event arrived at ``arrived``, and every
+    later reading is ``locked`` (the handler before it held the row that long)."""
+
+    def __init__(self, arrived, locked):
+        self.readings = iter([arrived])
+        self.locked = locked
+
+    def __call__(self):
+        return next(self.readings, self.locked)
+
+
+def test_a_slow_handler_does_not_cut_the_burst_behind_it_out_of_its_window(session, channel):
+    """The burst of 200 that split 199 + 1: the window's first handler held the row past the window's end."""
+    first = Intake(session, POLICY, LockWait(T0, T0 + timedelta(seconds=7)))
+    first.receive("server_state_changed", state(1, "down", T0))
+    session.commit()  # the window runs a whole window from when its item committed, not from its arrival
+    assert deliveries(session)[0].due_at == T0 + timedelta(seconds=12)
+    # Arrived at T0+1, while the first handler held the row; got the lock at T0+13, past the window's end.
+    behind = Intake(session, POLICY, LockWait(T0 + timedelta(seconds=1), T0 + timedelta(seconds=13)))
+    behind.receive("server_state_changed", state(2, "down", T0 + timedelta(seconds=1)))
+    session.commit()
+    [window] = deliveries(session)
+    assert (window.status, window.item_count, window.due_at) == ("collecting", 2, T0 + timedelta(seconds=18))
+
+
+def test_a_fleet_silence_is_one_message_naming_how_many(session, clock, channel):
+    incident = build_event("fleet_silence_detected", silent_servers=10, servers_up=12, silent_since=T0.isoformat(),
+                           server_ids=list(range(1, 11)))
+    assert Intake(session, POLICY, clock).receive("fleet_silence_detected", incident) == "notified"
+    session.commit()
+    [window] = deliveries(session)
+    assert window.item_count == 1
+    rendered = Templates(session, "https://steward.example").render_one("webhook", "fleet_silence_detected", incident,
+                                                                        "critical")
+    assert rendered.subject == "[Steward] 10 of 12 servers fell silent at once"
+    assert "marks none of them down" in rendered.body

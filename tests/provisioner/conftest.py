@@ -1,7 +1,6 @@
 """Push installs against lab hosts, through the real gateway app, provisioner, inventory and broker."""
 import threading
 import time
-from urllib.parse import unquote, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -9,10 +8,10 @@ from falcon import testing
 
 from gateway.app import create_app
 from gateway.routes import PREFIX
+from shared.config import amqp_vhost
 from tests.lab import lab_host
-# monitoring-ingest keeps liveness by server id, and ids restart in every test: start each test without it.
-from tests.monitoring.conftest import clean_monitoring  # noqa: F401 (an autouse fixture)
 from tests.events import capture_events
+from shared.tasks import FINISHED
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +20,11 @@ def gateway_app(settings, rpc):
 
 
 @pytest.fixture
-def api(settings, gateway_app, inventory, provisioner, rabbitmq_management, admin_token):
+def api(settings, gateway_app, inventory, provisioner, backup, rabbitmq_management, admin_token):
     client = testing.TestClient(gateway_app, headers={"Authorization": f"Bearer {admin_token}"})
-    # Per-server RabbitMQ users are broker-wide: in this run's own vhost they cannot meet another run's.
-    vhost = unquote(urlsplit(settings.amqp_uri).path.lstrip("/")) or "/"
-    assert client.simulate_patch(f"{PREFIX}/settings", json={"rabbitmq": {"vhost": vhost}}).status_code == 200
+    # Per-server RabbitMQ users are broker-wide: in this run's own vhost, which agents get unless an admin says
+    # otherwise, they cannot meet another run's.
+    assert client.simulate_get(f"{PREFIX}/settings").json["rabbitmq"]["vhost"] == amqp_vhost(settings.amqp_uri)
     return client
 
 
@@ -58,7 +57,7 @@ def wait_for_task(api, task_id, timeout=180):
     while time.monotonic() < deadline:
         task = api.simulate_get(f"{PREFIX}/tasks/{task_id}").json
         seen.append(task)
-        if task["state"] in ("succeeded", "failed"):
+        if task["state"] in FINISHED:
             return task, seen
         time.sleep(0.2)
     raise AssertionError(f"task {task_id} did not finish in {timeout} s: {seen[-1]}")
@@ -69,6 +68,22 @@ def push_install(api, server_id):
     assert accepted.status_code == 202, accepted.text
     assert accepted.headers["location"] == f"{PREFIX}/tasks/{accepted.json['id']}"
     return accepted.json
+
+
+def processes(host, name):
+    """How many processes called ``name`` run on the lab host (as text)."""
+    return host.exec("sh", "-c", f"ip netns pids {host.namespace} | xargs -r ps -o comm= -p | grep -c '^{name}$'",
+                     check=False).stdout.strip()
+
+
+def delete_and_see_it_uninstalled(api, host, server):
+    """DELETE the server: 200, everything removed from the lab host, nothing left to say."""
+    deleted = api.simulate_delete(f"{PREFIX}/servers/{server['id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json["cleanup"] == {"server_id": server["id"], "uninstalled": True, "rabbitmq_user_removed": True,
+                                       "problems": []}
+    assert processes(host, "knotd") == "0"
+    assert not (host.prefix / "opt" / "steward").exists()
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -4,25 +4,18 @@ import io
 import json
 import logging
 import os
-import subprocess
 import tarfile
 import time
 
+from agent.provision import pv_probes as probes
 from cli import main as cli
 from gateway.routes import PREFIX
-from services.provisioner.components import install_steps
-from tests.provisioner.conftest import push_install, register, wait_for_task
+from services.provisioner.bundle import PROVISION_DIR
+from services.provisioner.install import install_steps
+from tests.provisioner.conftest import delete_and_see_it_uninstalled, processes, push_install, register, wait_for_task
 
-from services.provisioner.components import PROVISION_DIR, _load
-
-probes = _load("steward_pv_probes", PROVISION_DIR / "pv_probes.py")
 STEPS = [name for name, _ in install_steps()]
 VERSIONS = {"dns": "3.2.6", "dhcp": "2.2.0", "monitor": "1.0.0"}
-
-
-def _processes(host, name):
-    return host.exec("sh", "-c", f"ip netns pids {host.namespace} | xargs -r ps -o comm= -p | grep -c '^{name}$'",
-                     check=False).stdout.strip()
 
 
 def _lease(host):
@@ -32,7 +25,7 @@ def _lease(host):
     return done.stdout
 
 
-def test_push_install_as_root_then_again_as_non_root(api, lab, provisioner_events):
+def test_push_install_as_root_then_again_with_a_key(api, lab, provisioner_events):
     server = register(api, lab)
     task = push_install(api, server["id"])
     assert task["state"] == "queued" and task["step_count"] == len(STEPS)
@@ -42,7 +35,7 @@ def test_push_install_as_root_then_again_as_non_root(api, lab, provisioner_event
     # The provisioner answered while the install ran: long work does not block its RPCs.
     assert any(t["state"] == "running" and 0 < t["step_index"] < len(STEPS) for t in seen)
 
-    events = provisioner_events()
+    events = provisioner_events.until("install_finished", task_id=task["id"])
     progress = [p for name, p in events if name == "install_progress"]
     assert [(p["step_index"], p["status"]) for p in progress] == [
         (k, status) for k in range(1, len(STEPS) + 1) for status in ("started", "succeeded")]
@@ -65,18 +58,18 @@ def test_push_install_as_root_then_again_as_non_root(api, lab, provisioner_event
     listed = api.simulate_get(f"{PREFIX}/servers", params={"search": server["name"]}).json["items"][0]
     assert listed["versions"] == VERSIONS and listed["state"] == "running"
 
-    # Again, as the non-root user with a key: the running components are stopped first.
-    changed = api.simulate_patch(f"{PREFIX}/servers/{server['id']}",
-                                 json={"ssh_user": lab.user, "ssh_private_key": lab.private_key})
+    # Again, with a key instead of the password: the running components are stopped first. (A non-root
+    # user installs after prepare_server.sh: tests/updater/test_non_root.py.)
+    changed = api.simulate_patch(f"{PREFIX}/servers/{server['id']}", json={"ssh_private_key": lab.private_key})
     assert changed.status_code == 200, changed.text
     again, _ = wait_for_task(api, push_install(api, server["id"])["id"])
     assert again["state"] == "succeeded", again["error"]
     connect = api.simulate_get(f"{PREFIX}/tasks/{again['id']}/log").json["steps"][1]["output"]
-    assert f"{lab.user}@{lab.address}" in connect and "with sudo" in connect and "matches the pinned key" in connect
-    assert _processes(lab, "knotd") == "1" and _processes(lab, "kea-dhcp4") == "1"
+    assert f"root@{lab.address}" in connect and "directly as root" in connect and "matches the pinned key" in connect
+    assert processes(lab, "knotd") == "1" and processes(lab, "kea-dhcp4") == "1"
     assert probes.probe_dns(lab.address).startswith("pvverify.test TXT PVOK")
-    # The extracted bundle (it holds the agent token) does not stay in the user's home.
-    assert not (lab.root / "home" / lab.user / f"setup-{server['id']}").exists()
+    # The extracted bundle (it holds the agent token) does not stay in the login's home.
+    assert not (lab.root / "home" / "root" / f"setup-{server['id']}").exists()
 
 
 def test_cli_install_draws_progress_then_delete_removes_everything(api, api_url, admin_token, lab, capsys):
@@ -87,14 +80,9 @@ def test_cli_install_draws_progress_then_delete_removes_everything(api, api_url,
     steps = [int(line.split("]")[1].split("/")[0]) for line in bars]
     assert steps == sorted(steps) and bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded")
     assert f"{server['name']} installed" in out
-    assert _processes(lab, "knotd") == "1"
+    assert processes(lab, "knotd") == "1"
 
-    deleted = api.simulate_delete(f"{PREFIX}/servers/{server['id']}")
-    assert deleted.status_code == 200, deleted.text
-    assert deleted.json["cleanup"] == {"server_id": server["id"], "uninstalled": True, "rabbitmq_user_removed": True,
-                                       "problems": []}
-    assert _processes(lab, "knotd") == "0"
-    assert not (lab.prefix / "opt" / "steward").exists()
+    delete_and_see_it_uninstalled(api, lab, server)
     assert api.simulate_get(f"{PREFIX}/servers/{server['id']}").status_code == 404
 
 
@@ -112,7 +100,7 @@ def test_a_failed_step_stops_the_install_with_its_output(api, lab, provisioner_e
     assert "knotd" in failed["error"]
     steps = api.simulate_get(f"{PREFIX}/tasks/{failed['id']}/log").json["steps"]
     assert [s["name"] for s in steps] == STEPS[:position] and steps[-1]["state"] == "failed"
-    events = provisioner_events()
+    events = provisioner_events.until("install_finished", task_id=failed["id"])
     assert events[-2][1]["status"] == "failed" and events[-2][1]["step"] == "start_dns"
     assert events[-1][0] == "install_finished" and events[-1][1]["state"] == "failed"
 
@@ -127,7 +115,21 @@ def test_changed_host_key_is_refused_clearly(api, lab):
     assert refused["state"] == "failed" and refused["step_index"] == STEPS.index("connect") + 1
     assert "host key" in refused["error"] and "changed" in refused["error"] and "SHA256:" in refused["error"]
 
-    # Delete cannot reach it either, and says so; the record goes all the same.
+    # The operator knows the server was reinstalled: forgetting the pin lets the next install pin the new key.
+    api.simulate_post(f"{PREFIX}/users", json={"name": "watcher", "role": "viewer"})
+    viewer = {"Authorization": f"Bearer {api.simulate_post(f'{PREFIX}/tokens', json={'user': 'watcher'}).json['token']}"}
+    assert api.simulate_delete(f"{PREFIX}/servers/{server['id']}/host-key", headers=viewer).json["error"] == \
+        "permission_denied"
+    assert api.simulate_delete(f"{PREFIX}/servers/999999/host-key").status_code == 404
+    forgotten = api.simulate_delete(f"{PREFIX}/servers/{server['id']}/host-key")
+    assert forgotten.status_code == 200 and forgotten.json == {"server_id": server["id"], "forgotten": True}
+    again, _ = wait_for_task(api, push_install(api, server["id"])["id"])
+    assert again["state"] == "succeeded", again["error"]
+    connect = api.simulate_get(f"{PREFIX}/tasks/{again['id']}/log").json["steps"][STEPS.index("connect")]["output"]
+    assert "pinned on first use" in connect
+
+    # Delete cannot reach a server whose key changed again, and says so; the record goes all the same.
+    lab.rotate_host_key()
     deleted = api.simulate_delete(f"{PREFIX}/servers/{server['id']}")
     assert deleted.status_code == 200
     assert deleted.json["cleanup"]["uninstalled"] is False
@@ -168,6 +170,7 @@ def test_manual_install_from_the_bundle_reaches_the_same_state(api, api_url, adm
     for expected in ("pv_install.py", "install_python3.sh", "install_docker.sh", "network_config.sh", "pv_probes.py",
                      "start_pv_dns.sh", "stop_pv_dns.sh", "start_pv_dhcp.sh", "stop_pv_dhcp.sh", "start_pv_monitor.sh",
                      "stop_pv_monitor.sh", "pv_heartbeat.sh", "systemd/pv_heartbeat.service", "sudoers/steward", "agent/__main__.py",
+                     "prepare_server.sh", "steward_root.sh",
                      "vendor/pika/__init__.py"):
         assert f"setup-{server['id']}/{expected}" in names, expected
     assert config["server_id"] == server["id"] and config["agent_token"]
@@ -205,5 +208,6 @@ def test_bad_input_is_refused(api, lab):
     refused = api.simulate_post(f"{PREFIX}/servers/{server['id']}/actions/push-install", json={"force": True})
     assert refused.status_code == 400 and refused.json["error"] == "invalid_input"
     assert api.simulate_post(f"{PREFIX}/servers/999999/actions/push-install").status_code == 404
-    assert api.simulate_get(f"{PREFIX}/tasks/nope").json["error"] == "task_not_found"
+    assert api.simulate_get(f"{PREFIX}/tasks/{'0' * 32}").json["error"] == "task_not_found"
+    assert api.simulate_get(f"{PREFIX}/tasks/nope").status_code == 404  # no task id looks like that
     assert api.simulate_get(f"{PREFIX}/servers/999999/bundle").status_code == 404

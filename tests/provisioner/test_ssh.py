@@ -1,7 +1,7 @@
 """The SSH session against a real sshd: closing it leaves nothing behind in the eventlet hub."""
 from eventlet.hubs import get_hub, hub
 
-from services.provisioner import ssh
+from shared import ssh
 
 
 def test_a_closed_session_leaves_no_listener_on_its_socket_number(lab):

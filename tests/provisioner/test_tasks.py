@@ -1,19 +1,23 @@
-"""Tasks across replicas, on the real database: claimed once, and never left running by a dead replica."""
+"""Tasks across replicas, on the real database: claimed once, and never left running by a dead replica
+(one whose lease is gone)."""
 import time
 
 import eventlet
 from sqlalchemy.orm import sessionmaker
 
-from services.provisioner.tasks import ReplicaLiveness, TaskStore
+from services.provisioner.models import Lease as LeaseRow, Task, TaskStep
+from shared.leases import Lease
+from shared.tasks import TaskStore
+from shared.errors import OperationInProgress
 
 
 def _store(engine):
-    return TaskStore(sessionmaker(bind=engine, expire_on_commit=False))
+    return TaskStore(sessionmaker(bind=engine, expire_on_commit=False), Task, TaskStep)
 
 
 def test_two_replicas_never_claim_the_same_task(engine):
     store = _store(engine)
-    created = {store.create("probe", 1, "s", {}, "admin", 3)["id"] for _ in range(30)}
+    created = {store.create("probe", server_id, "s", {}, "admin", 3)["id"] for server_id in range(30)}
 
     def replica(name):
         mine = []
@@ -28,6 +32,25 @@ def test_two_replicas_never_claim_the_same_task(engine):
     assert not set(a) & set(b) and len(a) + len(b) == len(created)
 
 
+def test_one_task_per_server_at_a_time_even_from_two_replicas(engine):
+    store = _store(engine)
+    outcomes = [eventlet.spawn(_create_or_refusal, store) for _ in range(2)]
+    first, second = sorted((o.wait() for o in outcomes), key=lambda r: isinstance(r, OperationInProgress))
+    assert isinstance(second, OperationInProgress), "both replicas queued a task for the same server"
+    assert second.details == {"task_id": [first["id"]]} and first["id"] in second.message
+    assert second.http_status == 409 and second.code == "operation_in_progress"
+    store.claim("replica", 1, kinds=("probe",))
+    store.finish(first["id"], "succeeded")
+    assert store.create("probe", 7, "dns-7", {}, "admin", 3)["state"] == "queued"  # free again once it ended
+
+
+def _create_or_refusal(store):
+    try:
+        return store.create("probe", 7, "dns-7", {}, "admin", 3)
+    except OperationInProgress as refused:
+        return refused
+
+
 def test_a_dead_replicas_running_tasks_fail_at_start_up(engine, start_service, settings):
     from services.provisioner.service import ProvisionerService
 
@@ -37,8 +60,8 @@ def test_a_dead_replicas_running_tasks_fail_at_start_up(engine, start_service, s
     kept = store.create("probe", 2, "dns-2", {}, "admin", 16)["id"]
     assert store.claim("crashed-replica", 1, kinds=("probe",)) == [orphan]
     store.step_started(orphan, 3, "upload")
-    alive = ReplicaLiveness(engine, "live-replica")
-    alive.hold()  # a replica that still runs holds its lock
+    alive = Lease(sessionmaker(bind=engine), LeaseRow, "replica:live-replica", "live-replica", 60)
+    assert alive.keep()  # a replica that still runs holds its lease; the crashed one's lapsed (or never was)
     try:
         assert store.claim("live-replica", 1, kinds=("probe",)) == [kept]
         start_service(ProvisionerService)  # a (re)started replica looks for interrupted work first

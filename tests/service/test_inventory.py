@@ -2,9 +2,14 @@
 import pytest
 from sqlalchemy import text
 
+from shared.config import amqp_vhost
 from shared.errors import DuplicateName, NotAuthenticated, PermissionDenied, ServerNotFound, ValidationFailed
 from shared.events import load_event
-from tests.events import capture_events
+from shared.crypto import RABBITMQ_PASSWORD, REPOSITORY_TOKEN
+from shared.ssh import open_credentials
+from tests.conftest import TEST_BOX, agent_token, authenticate, create_token
+from tests.events import capture_events, event_sender
+from tests.waiting import wait_for
 
 NEW_SERVER = {"name": "dns-1", "address": "10.0.0.1", "os": "ubuntu", "ssh_password": "hunter2-secret"}
 
@@ -18,8 +23,8 @@ def inventory_events(settings):
 
 def _user(rpc, admin, name, role):
     rpc.call("inventory", "create_user", admin, {"name": name, "role": role})
-    token = rpc.call("inventory", "create_token", admin, {"user": name})["token"]
-    return rpc.call("inventory", "authenticate", token)
+    token = create_token(rpc, admin, {"user": name})["token"]
+    return authenticate(rpc, token)
 
 
 def test_create_server_stores_sealed_secret_and_emits_event(rpc, admin, engine, inventory_events):
@@ -32,7 +37,9 @@ def test_create_server_stores_sealed_secret_and_emits_event(rpc, admin, engine, 
     with engine.connect() as connection:
         stored = connection.execute(text("SELECT ssh_password_sealed FROM inventory.servers")).scalar_one()
     assert stored and "hunter2-secret" not in stored
-    assert rpc.call("inventory", "server_credentials", server["id"])["password"] == "hunter2-secret"
+    credentials = rpc.call("inventory", "server_credentials", server["id"])
+    assert "hunter2-secret" not in str(credentials)  # sealed for the broker, opened where it connects
+    assert open_credentials(TEST_BOX, credentials)["password"] == "hunter2-secret"
 
     events = inventory_events()
     assert [name for name, _ in events] == ["server_created"]
@@ -93,20 +100,20 @@ def test_update_emits_what_changed_and_replaces_the_other_secret(rpc, admin, inv
     server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
     updated = rpc.call("inventory", "update_server", admin, server["id"], {"ssh_private_key": "-----KEY-----", "os": "centos"})
     assert updated["ssh_auth"] == "key" and updated["os"] == "centos"
-    assert rpc.call("inventory", "server_credentials", server["id"])["password"] is None
+    assert open_credentials(TEST_BOX, rpc.call("inventory", "server_credentials", server["id"]))["password"] is None
     events = dict(inventory_events())
     assert sorted(events["server_updated"]["changed"]) == ["os", "ssh_private_key"]
 
 
 def test_delete_removes_the_generated_server_user_and_its_tokens(rpc, admin, inventory_events):
     server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
-    agent_token = rpc.call("inventory", "create_token", admin, {"user": server["server_user"]})["token"]
+    server_user_token = create_token(rpc, admin, {"user": server["server_user"]})["token"]
     rpc.call("inventory", "delete_server", admin, server["id"])
 
     with pytest.raises(ServerNotFound):
         rpc.call("inventory", "get_server", admin, server["id"])
     with pytest.raises(NotAuthenticated):
-        rpc.call("inventory", "authenticate", agent_token)
+        authenticate(rpc, server_user_token)
     assert [name for name, _ in inventory_events()] == ["server_created", "server_deleted"]
 
 
@@ -151,8 +158,15 @@ def test_settings_defaults_patch_and_hidden_secrets(rpc, admin):
     assert patched["rabbitmq"]["password_set"] is True
     assert patched["update"]["repository_tokens_set"] == {"dns": True, "dhcp": False, "monitor": False}
     assert "rabbit-secret" not in str(patched) and "repo-secret" not in str(patched)
-    revealed = rpc.call("inventory", "effective_settings")
-    assert revealed["rabbitmq"]["password"] == "rabbit-secret"
+    # Services get no secret with the settings, and each only the one it uses, sealed.
+    effective = rpc.call("inventory", "effective_settings")
+    assert "password" not in effective["rabbitmq"] and "repository_tokens" not in effective["update"]
+    broker = rpc.call("inventory", "broker_settings")
+    assert "rabbit-secret" not in str(broker) and TEST_BOX.open_sealed(RABBITMQ_PASSWORD, broker["password"]) == "rabbit-secret"
+    tokens = rpc.call("inventory", "repository_tokens")
+    assert "repo-secret" not in str(tokens) and TEST_BOX.open_sealed(REPOSITORY_TOKEN, tokens["dns"]) == "repo-secret"
+    with pytest.raises(ValueError):  # sealed for one purpose, it opens as no other
+        TEST_BOX.open_sealed(REPOSITORY_TOKEN, broker["password"])
 
 
 def test_settings_need_an_admin_and_valid_values(rpc, admin):
@@ -175,21 +189,21 @@ def test_rabbitmq_test_really_connects(rpc, admin):
 
 
 def test_tokens_are_stored_as_hashes_and_can_be_revoked(rpc, admin, engine):
-    created = rpc.call("inventory", "create_token", admin, {"name": "ci"})
+    created = create_token(rpc, admin, {"name": "ci"})
     with engine.connect() as connection:
         hashes = connection.execute(text("SELECT token_hash FROM inventory.api_tokens")).scalars().all()
     assert created["token"] not in hashes
-    assert rpc.call("inventory", "authenticate", created["token"])["name"] == "admin"
+    assert authenticate(rpc, created["token"])["name"] == "admin"
     rpc.call("inventory", "delete_token", admin, created["id"])
     with pytest.raises(NotAuthenticated):
-        rpc.call("inventory", "authenticate", created["token"])
+        authenticate(rpc, created["token"])
 
 
 def test_users_see_only_their_own_tokens(rpc, admin):
     viewer = _user(rpc, admin, "viewer1", "viewer")
     assert {t["user"] for t in rpc.call("inventory", "list_tokens", viewer)} == {"viewer1"}
     with pytest.raises(PermissionDenied):
-        rpc.call("inventory", "create_token", viewer, {"user": "admin"})
+        create_token(rpc, viewer, {"user": "admin"})
 
 
 def test_health_answers(rpc, inventory):
@@ -198,33 +212,28 @@ def test_health_answers(rpc, inventory):
 
 def test_agent_token_reports_for_its_server_only(rpc, admin):
     server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
-    first = rpc.call("inventory", "issue_agent_token", server["id"])
-    agent = rpc.call("inventory", "authenticate", first["token"])
+    first = agent_token(rpc, server["id"])
+    agent = authenticate(rpc, first)
     assert agent["scope"] == "agent" and agent["server_id"] == server["id"] and agent["user_id"] is None
     # Not the server user: it cannot change the server, list, or mint tokens.
     with pytest.raises(PermissionDenied):
         rpc.call("inventory", "update_server", agent, server["id"], {"ssh_port": 1})
     with pytest.raises(PermissionDenied):
         rpc.call("inventory", "list_servers", agent, {})
-    second = rpc.call("inventory", "issue_agent_token", server["id"])
+    second = agent_token(rpc, server["id"])
     with pytest.raises(NotAuthenticated):
-        rpc.call("inventory", "authenticate", first["token"])
-    assert rpc.call("inventory", "authenticate", second["token"])["server_id"] == server["id"]
+        authenticate(rpc, first)
+    assert authenticate(rpc, second)["server_id"] == server["id"]
 
 
 def test_liveness_events_set_the_stored_state(rpc, admin, settings):
-    from nameko.standalone.events import event_dispatcher
-
-    from shared.events import build_event
-
     server = rpc.call("inventory", "create_server", admin, NEW_SERVER)
     rpc.call("inventory", "set_component_state", server["id"], "dns", "running", "3.2.6")
-    dispatch = event_dispatcher(dict(settings))
+    monitoring = event_sender(settings, "monitoring_ingest")
 
     def changed(previous, state):
-        dispatch("monitoring_ingest", "server_state_changed", build_event(
-            "server_state_changed", server_id=server["id"], server_name=server["name"],
-            previous_state=previous, state=state, last_heartbeat_at=None))
+        return monitoring("server_state_changed", server_id=server["id"], server_name=server["name"],
+                          previous_state=previous, state=state, last_heartbeat_at=None)
 
     def state():
         return rpc.call("inventory", "get_server", admin, server["id"])["state"]
@@ -239,4 +248,37 @@ def test_liveness_events_set_the_stored_state(rpc, admin, settings):
     changed("down", "up")
     while state() != "running" and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert state() == "running"
+
+
+def test_the_agents_vhost_follows_the_control_planes_own_until_an_admin_sets_one(rpc, admin, settings):
+    own = amqp_vhost(settings.amqp_uri)
+    assert own != "/"  # the tests' own vhost, as a second stack's would be
+    assert rpc.call("inventory", "get_settings", admin)["rabbitmq"]["vhost"] == own
+    assert rpc.call("inventory", "effective_settings")["rabbitmq"]["vhost"] == own  # what bundles and users get
+    rpc.call("inventory", "update_settings", admin, {"rabbitmq": {"vhost": "/"}})
+    assert rpc.call("inventory", "effective_settings")["rabbitmq"]["vhost"] == "/"  # set explicitly: kept
+
+
+def test_a_repeated_event_acts_once(rpc, admin, settings, caplog):
+    """Events are delivered at least once (a relay killed between the broker's confirm and its commit
+    publishes again): the same server_state_changed arriving after a newer one must not undo it."""
+    server = rpc.call("inventory", "create_server", admin, dict(NEW_SERVER, name="repeated-event"))
+    rpc.call("inventory", "set_component_state", server["id"], "dns", "running", "3.2.6")
+    send = event_sender(settings, "monitoring_ingest")
+
+    def state():
+        return rpc.call("inventory", "get_server", admin, server["id"])["state"]
+
+    def changed(previous, now):
+        return send("server_state_changed", server_id=server["id"], server_name=server["name"],
+                    previous_state=previous, state=now, last_heartbeat_at=None)
+
+    down = changed("up", "down")
+    wait_for(lambda: state() == "down", what="the server down")
+    changed("down", "up")
+    wait_for(lambda: state() == "running", what="the server up again")
+    caplog.set_level("INFO", logger="steward.outbox")
+    send.again(down)
+    wait_for(lambda: state() != "running" or down["id"] in caplog.text, what="the repeat handled")
     assert state() == "running"

@@ -1,28 +1,44 @@
-"""The gateway's pooled RPC client against the real broker and a real nameko service:
-answers, typed errors, a service that is not running, and a reply sent while the
-reply connection is down."""
+"""The one RPC client (shared/rpc.py) against the real broker and real nameko services:
+answers, typed errors, a service that is not running (never was, or stopped), a reply sent
+while the reply connection is down, a request whose deadline passed before the service got
+to it; and the same client in a service's RpcProxy dependency, where no call waits longer
+than the configured timeout or its own caller's deadline."""
+import logging
 import threading
+import time
 from urllib.parse import quote
 
 import eventlet
 import pytest
+from kombu import Connection
+from nameko.extensions import DependencyProvider
 
-from shared.dependencies import rpc
+from shared.dependencies import RequestContext, RpcProxy, rpc, worker_deadline
 from shared.errors import NotFound, ServiceUnavailable
-from shared.rpc import RpcClient
+from shared.logs import request_id_var
+from shared.rpc import RpcClient, rpc_queue
 from tests.waiting import wait_for
 
 CALLER = "rpc-client-test"
 received, release = threading.Event(), threading.Event()
+runs = []  # what the gate ran, in order
+
+
+class Deadline(DependencyProvider):
+    def get_dependency(self, worker_ctx):
+        return worker_deadline(worker_ctx)
 
 
 class Gate:
     """Answers when the test says so (the container runs in the test's own process)."""
 
     name = "rpc_client_gate"
+    request_id = RequestContext()
+    deadline = Deadline()
 
     @rpc
-    def answer(self, wait=False):
+    def answer(self, wait=False, label=None):
+        runs.append(label)
         if wait:
             received.set()
             release.wait(10)
@@ -32,11 +48,36 @@ class Gate:
     def missing(self):
         raise NotFound("no such thing", {"id": ["7"]})
 
+    @rpc
+    def whose_request(self):
+        return self.request_id
+
+    @rpc
+    def whose_deadline(self):
+        return self.deadline
+
+
+class Caller:
+    """A service calling another through the RpcProxy dependency."""
+
+    name = "rpc_proxy_caller"
+    gate = RpcProxy("rpc_client_gate")
+    nobody = RpcProxy("nobody")
+
+    @rpc
+    def ask(self, method, **kwargs):
+        return getattr(self.gate, method)(**kwargs)
+
+    @rpc
+    def ask_nobody(self):
+        return self.nobody.anything()
+
 
 @pytest.fixture
 def client(settings, start_service):
     received.clear()
     release.clear()
+    runs.clear()
     start_service(Gate)
     # Reconnecting after 3 s leaves the reply connection down while the test sends a reply.
     client = RpcClient(settings.amqp_uri, timeout=10, caller=CALLER, reconnect_delay=3)
@@ -54,6 +95,70 @@ def test_answers_typed_errors_and_a_service_that_is_not_running(client):
         client.service("nobody").anything()
 
 
+def test_a_service_that_stopped_fails_at_once_though_its_queue_remains(client, settings, start_service):
+    stopped = start_service(Stopping)
+    assert client.call("rpc_stopping", "ping") == "pong"
+    stopped.stop()  # its durable queue stays and would take the request; nobody consumes it
+    with pytest.raises(ServiceUnavailable, match="service rpc_stopping is not running"):
+        client.call("rpc_stopping", "ping")  # not "did not answer ping within 10 s"
+
+
+class Stopping:
+    name = "rpc_stopping"
+
+    @rpc
+    def ping(self):
+        return "pong"
+
+
+def waiting_in_queue(amqp_uri, queue):
+    with Connection(amqp_uri) as connection:
+        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+
+class Slow:
+    """One worker: while it works, the next request waits on the broker."""
+
+    name = "rpc_slow"
+
+    @rpc
+    def work(self, label, wait=False):
+        runs.append(label)
+        if wait:
+            received.set()
+            release.wait(10)
+        return label
+
+
+def test_a_request_whose_deadline_passed_while_the_service_was_down_is_dropped_unrun(
+        client, settings, start_service, caplog):
+    slow = start_service(Slow, {"max_workers": 1})
+    first = eventlet.spawn(client.call, "rpc_slow", "work", "first", wait=True, timeout=3)
+    assert received.wait(10)
+    second = eventlet.spawn(client.call, "rpc_slow", "work", "second", timeout=3)
+    wait_for(lambda: waiting_in_queue(settings.amqp_uri, rpc_queue("rpc_slow")) == 1,
+             what="the second request waiting on the broker")
+    slow.kill()  # down with both requests unacknowledged: they go back to the queue
+    for waiting in (first, second):
+        with pytest.raises(ServiceUnavailable, match="did not answer work within 3 s"):
+            waiting.wait()
+    release.set()
+    caplog.set_level(logging.WARNING, logger="steward.rpc")
+
+    start_service(Slow)  # back, with both requests waiting for it, their callers long gone
+    wait_for(lambda: waiting_in_queue(settings.amqp_uri, rpc_queue("rpc_slow")) == 0, what="the queue drained")
+    wait_for(lambda: len([r for r in caplog.records if "dropped rpc_slow.work unrun" in r.getMessage()]) == 2,
+             what="both requests dropped, and logged")
+    assert runs == ["first"]  # run once, before the service went down; never again, and the second never
+
+
+def test_a_call_from_a_worker_ends_with_its_callers_deadline(client, start_service):
+    start_service(Caller)  # its own calls may take RPC_TIMEOUT_SECONDS (10 s)
+    before = time.time()
+    deadline = client.call("rpc_proxy_caller", "ask", "whose_deadline", timeout=3)
+    assert before < deadline <= time.time() + 3  # the caller's 3 s went along, not a fresh 10 s
+
+
 def test_a_reply_sent_while_the_reply_connection_is_down_still_reaches_its_caller(client, rabbitmq_management):
     assert client.call("rpc_client_gate", "answer") == "answered"  # the reply consumer is up
 
@@ -69,3 +174,19 @@ def test_a_reply_sent_while_the_reply_connection_is_down_still_reaches_its_calle
     release.set()  # the reply goes out now, seconds before the consumer reconnects
 
     assert waiting.wait() == "answered"
+
+
+def test_a_service_calls_another_with_typed_errors_the_request_id_and_a_deadline(client, start_service):
+    start_service(Caller, {"RPC_TIMEOUT_SECONDS": 1})
+    assert client.call("rpc_proxy_caller", "ask", "answer") == "answered"
+    with pytest.raises(NotFound) as raised:  # typed through both hops, not a RemoteError
+        client.call("rpc_proxy_caller", "ask", "missing")
+    assert raised.value.details == {"id": ["7"]}
+    request_id_var.set("req-proxy-test")
+    assert client.call("rpc_proxy_caller", "ask", "whose_request") == "req-proxy-test"
+    with pytest.raises(ServiceUnavailable, match="service nobody is not running"):
+        client.call("rpc_proxy_caller", "ask_nobody")
+
+    # The gate holds its answer: the caller's call gives up after its 1 s, long before the test's 10 s.
+    with pytest.raises(ServiceUnavailable, match="service rpc_client_gate did not answer answer within 1 s"):
+        client.call("rpc_proxy_caller", "ask", "answer", wait=True)

@@ -1,22 +1,28 @@
 """The updater in a real container, the real gateway app in front of it, and a small version registry."""
+import hashlib
 import json
 import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from amqp.exceptions import NotFound
 from falcon import testing
+from kombu import Connection
 
+from cli.main import main
 from gateway.app import create_app
 from shared.config import Settings
 from tests.events import capture_events
 
 
-@pytest.fixture(scope="session")
-def storage(tmp_path_factory):
-    return tmp_path_factory.mktemp("images")
+@pytest.fixture
+def storage(tmp_path):
+    """Each test's own image storage: what one test stored is not in the next one's counts."""
+    return tmp_path / "images"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def updater_settings(settings, storage):
     options = dict(settings.section("updater"), storage_dir=str(storage), ssh_timeout_seconds=5)
     return Settings(dict(settings, updater=options))
@@ -29,7 +35,7 @@ def updater(start_service, updater_settings, inventory):
     return start_service(UpdaterService, {"updater": updater_settings["updater"]})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def updater_app(updater_settings, rpc):
     return create_app(updater_settings, rpc=rpc)
 
@@ -49,10 +55,12 @@ def updater_events(settings):
 class Registry:
     """A version registry on loopback: the two endpoints services/updater/registry.py speaks, with token auth."""
 
-    def __init__(self, tokens):
-        self.tokens = tokens  # component -> token
+    def __init__(self, tokens=None):
+        self.tokens = tokens  # component -> token; None: anyone may read
         self.images = {}  # (component, version) -> bytes
+        self.sha256 = {}  # (component, version) -> what the list says instead of the image's sha256 (None: nothing)
         self.requests = []
+        self.request_headers = []
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,19 +69,17 @@ class Registry:
 
             def do_GET(self):
                 registry.requests.append(self.path)
+                registry.request_headers.append(dict(self.headers))
                 parts = self.path.strip("/").split("/")  # v1 components C versions [V image]
                 if len(parts) < 4 or parts[:2] != ["v1", "components"] or parts[3] != "versions":
                     return self._send(404, b'{"error": "not found"}')
                 component = parts[2]
-                if self.headers.get("Authorization") != f"Bearer {registry.tokens.get(component)}":
+                if registry.tokens is not None and \
+                        self.headers.get("Authorization") != f"Bearer {registry.tokens.get(component)}":
                     return self._send(401, b'{"error": "bad token"}')
                 if len(parts) == 4:
-                    import hashlib
-
-                    body = {"versions": [
-                        {"version": v, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
-                        for (c, v), data in registry.images.items() if c == component
-                    ]}
+                    body = {"versions": [registry.offer(c, v, data) for (c, v), data in registry.images.items()
+                                         if c == component]}
                     return self._send(200, json.dumps(body).encode())
                 data = registry.images.get((component, parts[4]))
                 if data is None or parts[5:] != ["image"]:
@@ -91,6 +97,12 @@ class Registry:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def offer(self, component, version, data):
+        """One entry of the version list, with the image's sha256 unless the test says otherwise."""
+        offered = {"version": version, "size_bytes": len(data),
+                   "sha256": self.sha256.get((component, version), hashlib.sha256(data).hexdigest())}
+        return {k: v for k, v in offered.items() if v is not None}
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()
@@ -100,7 +112,20 @@ class Registry:
 from tests.provisioner.conftest import (  # noqa: E402,F401
     provisioner_events, push_install, register, wait_for_task)
 
-FINISHED = ("succeeded", "failed", "rolled_back")
+@pytest.fixture
+def monitoring_answers_or_is_absent(settings):
+    """monitoring-ingest either runs (an earlier module started it) or has no request queue at all: a queue
+    left with nobody consuming it would hold the updater's call to it for ever (its RpcProxy has no timeout)."""
+    with Connection(settings.amqp_uri) as connection:
+        channel = connection.default_channel
+        try:
+            if channel.queue_declare("rpc-monitoring_ingest", passive=True).consumer_count == 0:
+                channel.queue_delete("rpc-monitoring_ingest")
+        except NotFound:
+            pass
+
+
+from shared.tasks import FINISHED  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -134,3 +159,24 @@ def wait_for_update(api, task_id, timeout=120):
             return task
         time.sleep(0.2)
     raise AssertionError(f"update task {task_id} did not finish in {timeout} s: {task}")
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def steward(updater_app, updater, provisioner, admin_token, capsys, rpc, admin):
+    rpc.call("inventory", "update_settings", admin, {"update": {"mode": "local"}})
+    server = make_server("127.0.0.1", 0, updater_app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def run(*argv):
+        code = main(["--url", f"http://127.0.0.1:{server.server_port}", "--token", admin_token, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    server.shutdown()
+    server.server_close()

@@ -29,7 +29,8 @@ BROKEN_SUBNETS = [{
 }]
 
 
-def image_bytes(component, version, files, manifest=None):
+def image_bytes(component, version, files, manifest=None, extra=None):
+    """``extra``: {name: (tarfile member type, link target)} added after the files (links, traversals)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         entries = {"manifest.json": json.dumps(
@@ -43,6 +44,10 @@ def image_bytes(component, version, files, manifest=None):
             info.size = len(data)
             info.mode = 0o644
             archive.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            archive.addfile(info, io.BytesIO(b""))
     return buffer.getvalue()
 
 

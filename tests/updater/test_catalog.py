@@ -1,10 +1,13 @@
 """The version catalog through the real gateway app and the real updater, inventory, broker and database."""
+import hashlib
+import uuid
 
 import pytest
 from falcon import testing
 from sqlalchemy import text
 
 from gateway.routes import PREFIX
+from tests.conftest import create_token
 from tests.updater.conftest import Registry
 from tests.updater.images import dhcp_image, dns_image
 
@@ -35,8 +38,9 @@ def test_upload_records_checksum_and_lists_versions_in_version_order(api, storag
     listed = api.simulate_get(f"{PREFIX}/versions", params={"component": "dns"}).json
     assert listed["mode"] == "local"
     assert [v["version"] for v in listed["items"]] == ["1", "2.9", "2.10"]
-    assert not [f for f in _stored_files(storage) if f.startswith("incoming")]
-    assert len([f for f in _stored_files(storage) if f.startswith("images/dns/")]) == 3
+    # <version>-<first 12 of the sha256>.tar.gz per image, and nothing left in incoming/.
+    assert [f.rsplit("-", 1)[0] for f in _stored_files(storage)] == [
+        "images/dhcp/5", "images/dns/1", "images/dns/2.10", "images/dns/2.9"]
 
 
 def test_local_mode_lists_uploads_only(api, local_mode):
@@ -51,11 +55,10 @@ def test_local_mode_lists_uploads_only(api, local_mode):
     (b"not an image at all", "not a complete gzip'd tar file"),
 ])
 def test_a_malformed_or_truncated_file_is_refused_and_nothing_is_kept(api, storage, engine, local_mode, body, expected):
-    before = _stored_files(storage)
     refused = api.simulate_post(f"{PREFIX}/versions", body=body, headers=GZIP)
     assert refused.status_code == 400
     assert refused.json["error"] == "invalid_image" and expected in refused.json["message"]
-    assert _stored_files(storage) == before
+    assert _stored_files(storage) == []
     assert _image_rows(engine) == []
 
 
@@ -65,7 +68,7 @@ def test_an_upload_cut_short_on_the_wire_is_refused(api, storage, engine, local_
     refused = api.simulate_post(f"{PREFIX}/versions", body=data,
                                 headers=dict(GZIP, **{"Content-Length": str(len(data) + 500)}))
     assert refused.status_code == 400 and "truncated" in str(refused.json["details"])
-    assert _stored_files(storage) == [] or not [f for f in _stored_files(storage) if "incoming" in f]
+    assert _stored_files(storage) == []
     assert _image_rows(engine) == []
 
 
@@ -84,12 +87,11 @@ def test_wrong_component_duplicate_and_empty_uploads(api, engine, local_mode):
 
 def test_viewers_may_list_but_not_upload(api, rpc, admin, storage, local_mode):
     rpc.call("inventory", "create_user", admin, {"name": "vera", "role": "viewer"})
-    token = rpc.call("inventory", "create_token", admin, {"user": "vera"})["token"]
+    token = create_token(rpc, admin, {"user": "vera"})["token"]
     viewer = {"Authorization": f"Bearer {token}"}
-    before = _stored_files(storage)
     refused = api.simulate_post(f"{PREFIX}/versions", body=dns_image("2"), headers=dict(GZIP, **viewer))
     assert refused.status_code == 403
-    assert _stored_files(storage) == before
+    assert _stored_files(storage) == []
     assert api.simulate_get(f"{PREFIX}/versions", headers=viewer).status_code == 200
 
 
@@ -121,3 +123,54 @@ def test_internet_mode_lists_the_registry_with_the_repository_token(
     assert refused.status_code == 502 and refused.json["error"] == "registry_unavailable"
     assert "refused the dns repository token" in refused.json["message"]
     assert "wrong" not in refused.text
+
+    rpc.call("inventory", "update_settings", admin, {"update": {"repository_tokens": {"dns": None}}})
+    anonymous = client.simulate_get(f"{PREFIX}/versions", params={"component": "dns"})
+    assert anonymous.status_code == 502 and "set update.repository_tokens.dns" in anonymous.json["message"]
+    assert "Authorization" not in registry.request_headers[-1]
+
+def test_a_registry_image_is_stored_only_when_its_checksum_is_given_and_matches(registry, storage, engine):
+    """Internet mode fetches an image on first use (an update's install step); the registry's sha256 decides."""
+    from sqlalchemy.orm import Session
+
+    from services.updater.catalog import Catalog
+    from services.updater.registry import Registry as RegistryClient
+    from shared.errors import InvalidImage
+
+    for version in ("3.3", "3.4", "3.5"):
+        registry.images[("dns", version)] = dns_image(version)
+    good = hashlib.sha256(registry.images[("dns", "3.3")]).hexdigest()
+    registry.sha256[("dns", "3.4")] = "0" * 64  # the image was swapped or damaged after it was listed
+    registry.sha256[("dns", "3.5")] = None  # no checksum to check against at all
+    with Session(engine) as session:
+        catalog = Catalog(session, storage, RegistryClient(registry.url, {"dns": "dns-repo-token"}))
+        with pytest.raises(InvalidImage, match="the registry's dns 3.4 image does not match its checksum"):
+            catalog.image("internet", "dns", "3.4")
+        with pytest.raises(InvalidImage, match="the registry gives no sha256 for dns 3.5"):
+            catalog.image("internet", "dns", "3.5")
+        assert not any(path.endswith("/3.5/image") for path in registry.requests)  # not even downloaded
+        assert _stored_files(storage) == [] and _image_rows(engine) == []
+
+        fetched = catalog.image("internet", "dns", "3.3")
+        assert (fetched.source, fetched.sha256) == ("registry", good)
+    assert [f.rsplit("-", 1)[0] for f in _stored_files(storage)] == ["images/dns/3.3"]
+    assert _image_rows(engine) == [("dns", "3.3")]
+
+
+def test_an_upload_damaged_between_the_gateway_and_the_updater_is_refused_and_removed(
+        updater, rpc, admin, storage, engine, local_mode):
+    """The gateway hands over the sha256 and size it received; a file that differs is not taken."""
+    from shared.errors import InvalidImage
+
+    data = dns_image("2")
+    incoming = storage / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    for damage, (sha256, size) in {
+        "bytes changed": (hashlib.sha256(data).hexdigest(), len(data)),
+        "size differs": (hashlib.sha256(data).hexdigest(), len(data) + 1),
+    }.items():
+        name = f"{uuid.uuid4().hex}.upload"
+        (incoming / name).write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if damage == "bytes changed" else data)
+        with pytest.raises(InvalidImage, match="the upload was damaged on its way"):
+            rpc.call("updater", "add_image", admin, {"upload": name, "sha256": sha256, "size_bytes": size})
+    assert _stored_files(storage) == [] and _image_rows(engine) == []

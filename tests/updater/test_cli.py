@@ -1,32 +1,5 @@
 """`steward versions`, `steward rollouts` and `steward servers update|diagnose` against the real API over HTTP."""
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-import pytest
-
-from cli.main import main
 from tests.updater.images import dns_image
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def steward(updater_app, updater, provisioner, admin_token, capsys, rpc, admin):
-    rpc.call("inventory", "update_settings", admin, {"update": {"mode": "local"}})
-    server = make_server("127.0.0.1", 0, updater_app, handler_class=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def run(*argv):
-        code = main(["--url", f"http://127.0.0.1:{server.server_port}", "--token", admin_token, *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    server.shutdown()
-    server.server_close()
 
 
 def test_versions_upload_and_list(steward, tmp_path):

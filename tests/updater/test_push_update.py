@@ -2,13 +2,13 @@
 push it, see it run and answer; upload a broken one, see it rolled back."""
 import time
 
+from agent.provision import pv_probes as probes
 from gateway.routes import PREFIX
-from services.provisioner.components import PROVISION_DIR, _load
+from services.provisioner.bundle import PROVISION_DIR
 from tests.lab import lab_host
 from tests.updater.conftest import install, wait_for_update
 from tests.updater.images import dhcp_image, dns_image
 
-probes = _load("steward_pv_probes", PROVISION_DIR / "pv_probes.py")
 GZIP = {"Content-Type": "application/gzip"}
 
 
@@ -65,7 +65,7 @@ def test_dns_update_then_a_broken_release_is_rolled_back(lab_api, updater_events
         assert _versions(api, server)["dns"] == "3.3"
         assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
 
-        events = updater_events()
+        events = updater_events.until("update_finished", task_id=broken["id"])
         rolled_back = [p for name, p in events if name == "update_rolled_back"]
         assert len(rolled_back) == 1
         assert (rolled_back[0]["failed_version"], rolled_back[0]["restored_version"]) == ("3.4", "3.3")
@@ -92,7 +92,8 @@ def test_a_dhcp_release_with_a_broken_pool_is_rolled_back(lab_api, updater_event
         assert task["outcome"]["dhcp"]["from"] == "2.2.0" and task["outcome"]["dhcp"]["to"] == "2.3"
         assert _versions(api, server)["dhcp"] == "2.2.0"
         assert _lease(host)
-        assert [name for name, _ in updater_events() if name == "update_rolled_back"] == ["update_rolled_back"]
+        events = updater_events.until("update_finished", task_id=task["id"])
+        assert [name for name, _ in events if name == "update_rolled_back"] == ["update_rolled_back"]
 
 
 def test_pv_update_run_by_hand_on_the_server_queues_the_same_update(lab_api, updater_app):
@@ -117,8 +118,9 @@ def test_pv_update_run_by_hand_on_the_server_queues_the_same_update(lab_api, upd
             config["monitoring_url"] = f"http://{host.host_address}:{http.server_port}"
             config_path.write_text(json.dumps(config))
 
+            # By the path the product's manual names.
             done = host.exec("env", f"STEWARD_PREFIX={host.prefix}", "python3",
-                             str(host.prefix / "opt" / "steward" / "pv_update.py"), "--component", "dns", check=False)
+                             str(host.prefix / "provision" / "libs" / "pv_update.py"), "--component", "dns", check=False)
             assert done.returncode == 0, done.stdout + done.stderr
             task_id = done.stdout.split()[2]
             assert done.stdout.startswith(f"update task {task_id} queued")
@@ -128,9 +130,46 @@ def test_pv_update_run_by_hand_on_the_server_queues_the_same_update(lab_api, upd
             assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")
 
             # The agent token of one server cannot update another.
-            other = api.simulate_post(f"{PREFIX}/servers/{server['id'] + 1000}/actions/push-update", json={},
+            another = api.simulate_post(f"{PREFIX}/servers", json={"name": "another", "address": "192.0.2.9",
+                                                                   "os": "ubuntu"}).json
+            other = api.simulate_post(f"{PREFIX}/servers/{another['id']}/actions/push-update", json={},
                                       headers={"Authorization": f"Bearer {config['agent_token']}"})
             assert other.status_code == 403
         finally:
             http.shutdown()
             http.server_close()
+
+
+def test_a_second_update_of_the_same_component_is_refused_while_the_first_runs(lab_api):
+    api = lab_api
+    with lab_host() as host:
+        server, = install(api, [host])
+        _upload(api, dns_image("3.3"))
+        first = _push(api, server["id"], component="dns")
+        for body in ({"component": "dns", "version": "3.2.6"}, {}):  # the same component, or every component
+            again = api.simulate_post(f"{PREFIX}/servers/{server['id']}/actions/push-update", json=body)
+            assert again.status_code == 409, again.text
+            assert again.json["error"] == "operation_in_progress" and again.json["details"] == {"task_id": [first]}
+            assert first in again.json["message"]
+        task = wait_for_update(api, first)
+        assert task["state"] == "succeeded", task["error"]
+        assert [s["name"] for s in task["steps"]].count("stop dns") == 1
+        after = wait_for_update(api, _push(api, server["id"]))  # free again once it ended
+        assert after["state"] == "succeeded" and _versions(api, server)["dns"] == "3.3"
+
+
+def test_a_push_install_ends_on_the_newest_version_the_catalog_holds(lab_api):
+    from tests.waiting import wait_for
+
+    api = lab_api
+    _upload(api, dns_image("3.3"))  # newer than the 3.2.6 the bundle starts
+    with lab_host() as host:
+        server, = install(api, [host])
+        task = wait_for(lambda: (items := api.simulate_get(f"{PREFIX}/servers/{server['id']}/update-tasks").json)
+                        and items[0], timeout=60, interval=0.5, what="an update task after the install")
+        assert task["requested_by"] == "install" and task["component"] is None
+        task = wait_for_update(api, task["id"])
+        assert task["state"] == "succeeded", task["error"]
+        assert task["outcome"]["dns"]["outcome"] == "updated" and task["outcome"]["dns"]["to"] == "3.3"
+        assert _versions(api, server)["dns"] == "3.3"
+        assert probes.probe_dns(host.address).startswith("pvverify.test TXT PVOK")

@@ -1,13 +1,12 @@
 """Fleet rollouts: waves, a pause at the first failure that leaves the rest untouched, resume, cancel."""
 import time
 
+from agent.provision import pv_probes as probes
 from gateway.routes import PREFIX
-from services.provisioner.components import PROVISION_DIR, _load
 from tests.lab import lab_hosts
 from tests.updater.conftest import install
 from tests.updater.images import dns_image
 
-probes = _load("steward_pv_probes", PROVISION_DIR / "pv_probes.py")
 GZIP = {"Content-Type": "application/gzip"}
 
 

@@ -1,5 +1,6 @@
 """Domain code without I/O beyond temporary files: versions, image checks, rollout waves."""
 import io
+import re
 import tarfile
 
 import pytest
@@ -42,7 +43,7 @@ def test_a_truncated_image_is_refused(tmp_path):
 
 
 def test_not_gzip_is_refused(tmp_path):
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageError, match="not a complete gzip'd tar file"):
         read_image(_write(tmp_path, b"just some text, not an image"))
 
 
@@ -69,18 +70,19 @@ def test_missing_manifest_and_required_file_are_refused(tmp_path):
         read_image(_write(tmp_path, buffer.getvalue()))
 
 
-@pytest.mark.parametrize("name, kind", [("../etc/passwd", tarfile.REGTYPE), ("/etc/passwd", tarfile.REGTYPE),
-                                        ("files/link", tarfile.SYMTYPE), ("other/x", tarfile.REGTYPE)])
-def test_paths_outside_files_and_links_are_refused(tmp_path, name, kind):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        if kind == tarfile.SYMTYPE:
-            info.linkname = "/etc/shadow"
-        archive.addfile(info, io.BytesIO(b""))
-    with pytest.raises(ImageError):
-        read_image(_write(tmp_path, buffer.getvalue()))
+@pytest.mark.parametrize("name, kind, message", [
+    ("../etc/passwd", tarfile.REGTYPE, "absolute paths and '..' are not allowed"),
+    ("files/../../etc/passwd", tarfile.REGTYPE, "absolute paths and '..' are not allowed"),
+    ("/etc/passwd", tarfile.REGTYPE, "absolute paths and '..' are not allowed"),
+    ("files/link", tarfile.SYMTYPE, "only regular files and directories are allowed"),
+    ("files/hard", tarfile.LNKTYPE, "only regular files and directories are allowed"),
+    ("other/x", tarfile.REGTYPE, "everything but manifest.json must be under files/"),
+], ids=["parent", "parent-under-files", "absolute", "symlink", "hardlink", "outside-files"])
+def test_paths_outside_files_and_links_are_refused(tmp_path, name, kind, message):
+    """A valid image but for one member: only that member's check can refuse it."""
+    data = image_bytes("dns", "2", {"files/knot/zones/pvverify.test.zone": "x"}, extra={name: (kind, "/etc/shadow")})
+    with pytest.raises(ImageError, match=re.escape(f"{name}: {message}")):
+        read_image(_write(tmp_path, data))
 
 
 def test_waves_put_a_canary_first_then_batches():

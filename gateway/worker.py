@@ -1,0 +1,163 @@
+"""The gateway's gunicorn worker: gthread, but a slow client never holds a thread.
+
+gthread hands a connection to a thread as soon as its first bytes arrive, and the thread then blocks until
+the whole request head is in: a client that sends half a head and waits holds that thread for as long as
+it likes, and a few dozen of them stop the gateway. Here the main loop reads each request's head, and a
+body of up to ``MAX_JSON_BYTES``, itself, without blocking, and hands the connection to a thread only
+once that much has arrived; a client that has not sent it within ``HEAD_TIMEOUT_SECONDS`` is answered 408
+and closed. A larger body (an image upload) is read by the thread, which gives up on a client silent for
+``IDLE_TIMEOUT_SECONDS`` (Falcon's handler answers 408). gunicorn's own error answers (a malformed
+request line, a header too large) are JSON like every other error, and no answer names the server software.
+
+On SIGTERM the worker stops as gunicorn's gthread does (in-flight requests finish within graceful_timeout),
+but first takes in the connections already queued on its listener and then closes the listener at once: a
+rolling restart then resets no request that had reached the gateway (gateway/gunicorn.conf.py drains the
+proxy before this, and docker/haproxy/haproxy.cfg retries what was refused).
+"""
+import json
+import os
+import re
+import selectors
+import time
+from functools import partial
+
+from gunicorn import util
+from gunicorn.http import wsgi
+from gunicorn.workers import gthread
+
+from gateway.resources import MAX_JSON_BYTES
+
+HEAD_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_HEAD_TIMEOUT", "10"))
+IDLE_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_IDLE_TIMEOUT", "30"))
+# A head longer than this is handed to gunicorn's parser, which refuses it by its limit_request_* settings.
+MAX_HEAD_BYTES = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+_ERROR_CODES = {400: "invalid_request", 403: "permission_denied", 408: "request_timeout", 414: "uri_too_long",
+                417: "expectation_failed", 431: "header_too_large", 500: "internal_error", 501: "not_implemented"}
+
+wsgi.SERVER = "steward"  # the Server header: no software name or version for a scanner to match
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's own error answer (util.write_error writes HTML), as the API's JSON error."""
+    body = json.dumps({"error": _ERROR_CODES.get(status_int, "http_error"), "message": mesg or reason,
+                       "details": {}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = write_json_error  # base.Worker.handle_error calls it by this name
+
+
+def request_read(buffer):
+    """Whether ``buffer`` holds as much of a request as the main loop reads: its head and a body of up to
+    MAX_JSON_BYTES (a longer or chunked body, or a head too long, is the thread's, or the parser's, to deal with)."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return len(buffer) > MAX_HEAD_BYTES
+    length = _CONTENT_LENGTH.search(buffer, 0, head_end + 2)
+    if length is None:
+        return True
+    length = int(length[1])
+    return length > MAX_JSON_BYTES or len(buffer) >= head_end + 4 + length
+
+
+class Connection(gthread.TConn):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read_ahead = None  # bytes the main loop read; the parser takes them first
+        self.deadline = None
+
+    def init(self):
+        super().init()
+        if self.read_ahead:
+            self.parser.unreader.unread(bytes(self.read_ahead))
+        self.read_ahead = None
+        self.sock.settimeout(IDLE_TIMEOUT_SECONDS)  # gthread made it blocking without a limit
+
+
+class GatewayWorker(gthread.ThreadWorker):
+    def init_process(self):
+        self.reading = {}  # connections whose request the main loop is reading: their deadline
+        super().init_process()
+
+    def accept(self, listener):
+        self._accept_one(listener)
+
+    def _accept_one(self, listener):
+        """Takes one connection off ``listener``'s queue; False when the queue is empty."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except BlockingIOError:
+            return False
+        except ConnectionAbortedError:
+            return True
+        self.nr_conns += 1
+        self._read_request(Connection(self.cfg, client_sock, client_addr, listener.getsockname()))
+        return True
+
+    def set_accept_enabled(self, enabled):
+        stopping = not enabled and not self.alive and self._accepting
+        if stopping:
+            # Connections the kernel already queued have sent their request, or are sending it: closing
+            # the listener would reset them, so they are taken in and answered like those in flight.
+            for listener in self.sockets:
+                while self._accept_one(listener):
+                    pass
+        super().set_accept_enabled(enabled)
+        if stopping:
+            # Closed now, not after the in-flight requests: a client (the proxy) that connects meanwhile is
+            # refused, which it can safely retry elsewhere, instead of queued here and reset at the end.
+            for listener in self.sockets:
+                listener.close()
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection's next request: read like a new one's."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._read_request(conn)
+
+    def _read_request(self, conn):
+        conn.sock.setblocking(False)
+        conn.read_ahead = bytearray()
+        self.reading[conn] = time.monotonic() + HEAD_TIMEOUT_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
+
+    def _on_request_bytes(self, conn, sock):
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._stop_reading(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.read_ahead += data
+        if request_read(conn.read_ahead):
+            self._stop_reading(conn)
+            conn.data_ready = True  # gthread's own wait for a first byte is done
+            self.enqueue_req(conn)
+
+    def _stop_reading(self, conn):
+        self.reading.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def murder_pending(self):
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [conn for conn, deadline in self.reading.items() if deadline <= now]:
+            self._stop_reading(conn)
+            self.nr_conns -= 1
+            try:
+                write_json_error(conn.sock, 408, "Request Timeout",
+                                 f"the request did not arrive within {HEAD_TIMEOUT_SECONDS:g} s")
+            except OSError:
+                pass
+            conn.close()

@@ -1,0 +1,212 @@
+"""Backups: run one, verify one, restore one, prune by the retention policy, delete one.
+
+Each long operation reports through ``progress.step(name)`` (a context manager yielding
+``say(text)``), which the task runner turns into the task's steps and log. A backup enters
+the catalogue only after restic committed its snapshot and pg_dump ended whole, so a run
+cut half way lists nothing and the next run starts clean.
+"""
+import time
+import uuid
+
+from sqlalchemy import select, text
+
+from services.backup import dump, retention
+from services.backup.exceptions import EngineFailed
+from services.backup.models import Backup, BackupServer
+from shared.errors import BackupNotFound, BackupServerFailed, Conflict
+
+VERIFY_DATABASE_PREFIX = "steward_verify_"
+
+
+def backup_dict(row, server_name):
+    return {"id": row.id, "backup_server_id": row.backup_server_id, "backup_server_name": server_name,
+            "snapshot_id": row.snapshot_id, "taken_at": row.taken_at, "schemas": row.schemas,
+            "include_monitoring_raw": row.include_monitoring_raw, "size_bytes": row.size_bytes,
+            "added_bytes": row.added_bytes, "duration_ms": row.duration_ms, "task_id": row.task_id,
+            "verification": row.verification, "verified_at": row.verified_at,
+            "verification_detail": row.verification_detail}
+
+
+class Backups:
+    def __init__(self, session_factory, servers, keyring, database_url, schemas, clock):
+        self.Session = session_factory
+        self.servers = servers
+        self.keyring = keyring
+        self.database_url = database_url
+        self.schemas = schemas  # every Steward schema, in one pg_dump (None: those the database holds)
+        self.clock = clock
+
+    # -- the catalogue ---------------------------------------------------------------
+    def _load(self, session, backup_id):
+        row = session.get(Backup, backup_id)
+        if row is None:
+            raise BackupNotFound(f"no backup with id {backup_id}")
+        return row
+
+    def get(self, backup_id):
+        with self.Session() as session:
+            row = self._load(session, backup_id)
+            return backup_dict(row, session.get(BackupServer, row.backup_server_id).name)
+
+    def list(self, backup_server_id=None):
+        with self.Session() as session:
+            query = select(Backup, BackupServer.name).join(BackupServer).order_by(Backup.taken_at.desc())
+            if backup_server_id is not None:
+                query = query.where(Backup.backup_server_id == backup_server_id)
+            return [backup_dict(row, name) for row, name in session.execute(query)]
+
+    def latest(self, backup_server_id):
+        with self.Session() as session:
+            return session.scalar(select(Backup.id).where(Backup.backup_server_id == backup_server_id)
+                                  .order_by(Backup.taken_at.desc()).limit(1))
+
+    # -- one backup ------------------------------------------------------------------
+    def run(self, backup_server_id, progress, task_id=None, taken_at=None):
+        """Back up every Steward schema to the backup server; returns the backup as listed. The task runner
+        writes backup_finished (or backup_failed) with the task's end."""
+        with self.Session() as session:
+            server = self.servers.load(session, backup_server_id)
+            name, include_raw = server.name, server.include_monitoring_raw
+        with progress.step("key") as say:
+            secret = self.keyring.secret()
+            say("the backup key opens with the managed-backup password")
+        with progress.step("check_server") as say:
+            status = self.servers.refresh(backup_server_id)
+            needed = self._room_needed(backup_server_id)
+            free = status["disk"]["free_bytes"]
+            say(f"{free} bytes free on the backup server; about {needed} needed")
+            if free < needed:
+                raise BackupServerFailed(f"the backup server {name} is too full: about {needed} bytes needed, "
+                                         f"{free} free", {"free_bytes": free, "needed_bytes": needed})
+        with progress.step("dump_and_store") as say:
+            with self.Session() as session:
+                server = self.servers.load(session, backup_server_id)
+                repository = self.servers.repository(server, secret)
+            if server.repository not in status["repositories"]:  # the first backup there makes it
+                repository.init()
+                say(f"created the repository {server.repository}")
+            started = time.monotonic()
+            taken_at = taken_at or self.clock()
+            schemas = self.schemas or dump.steward_schemas(self.database_url)
+            summary = dump.back_up(repository, self.database_url, schemas, include_raw, taken_at)
+            duration_ms = int((time.monotonic() - started) * 1000)
+            say(f"snapshot {summary['snapshot_id'][:8]}: {summary['total_bytes_processed']} bytes dumped, "
+                f"{summary['data_added']} added to the repository in {duration_ms} ms")
+        with progress.step("record") as say:
+            row = Backup(id=uuid.uuid4().hex, backup_server_id=backup_server_id, snapshot_id=summary["snapshot_id"],
+                         taken_at=taken_at, schemas=list(schemas), include_monitoring_raw=include_raw,
+                         size_bytes=summary["total_bytes_processed"], added_bytes=summary["data_added"],
+                         duration_ms=duration_ms, task_id=task_id)
+            with self.Session() as session:
+                session.add(row)
+                session.commit()
+            say(f"listed as backup {row.id}")
+        return self.get(row.id)
+
+    def _room_needed(self, backup_server_id):
+        """What the next backup may add: the last one's dump size (an upper bound, before deduplication)."""
+        with self.Session() as session:
+            last = session.scalar(select(Backup.size_bytes).where(Backup.backup_server_id == backup_server_id)
+                                  .order_by(Backup.taken_at.desc()).limit(1))
+            if last is not None:
+                return last
+            return session.scalar(text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = ANY(:schemas)"),
+                {"schemas": list(self.schemas or dump.steward_schemas(self.database_url))})
+
+    # -- verification ----------------------------------------------------------------
+    def verify(self, backup_id, progress):
+        """(1) the backup server re-hashes every stored object; (2) this control plane fetches the backup,
+        decrypts it and restores it into a scratch database. Records the result and returns the backup (the task
+        runner writes backup_verified with the task's end)."""
+        with self.Session() as session:
+            row = self._load(session, backup_id)
+            server = self.servers.load(session, row.backup_server_id)
+            snapshot_id, schemas = row.snapshot_id, row.schemas
+        problems, notes = [], []
+        with progress.step("server_check") as say:
+            checked = self.servers.daemon(server).check(server.repository)
+            say(f"{checked['objects']} objects, {checked['bytes']} bytes re-hashed on the backup server")
+            if checked["corrupt"]:
+                problems.append(f"the backup server found {len(checked['corrupt'])} corrupt objects: "
+                                + ", ".join(checked["corrupt"][:5]))
+                say(problems[-1])
+        with progress.step("restore_to_scratch") as say:
+            scratch = VERIFY_DATABASE_PREFIX + backup_id[:16]
+            try:
+                notes.append(self._restore_into(server, snapshot_id, scratch, schemas))
+                say(notes[-1])
+            except (EngineFailed, BackupServerFailed) as exc:
+                problems.append(f"restore into a scratch database failed: {failure_reason(exc)}")
+                say(problems[-1])
+            finally:
+                dump.drop_scratch(self.database_url, scratch)
+        with progress.step("record") as say:
+            state = "bad" if problems else "ok"
+            detail = "; ".join(problems or notes)
+            with self.Session() as session:
+                row = self._load(session, backup_id)
+                row.verification, row.verified_at, row.verification_detail = state, self.clock(), detail
+                session.commit()
+            say(f"backup {backup_id}: {state}")
+        return self.get(backup_id)
+
+    def _restore_into(self, server, snapshot_id, database, schemas):
+        dump.create_scratch(self.database_url, database)
+        started = time.monotonic()
+        dump.restore(self.servers.repository(server, self.keyring.secret()), snapshot_id, self.database_url, database)
+        tables = dump.schema_tables(self.database_url, database, schemas)
+        return (f"restored into {database} in {time.monotonic() - started:.1f} s: "
+                + ", ".join(f"{schema} {count} tables" for schema, count in sorted(tables.items())))
+
+    # -- restore -----------------------------------------------------------------------
+    def restore(self, backup_id, into, progress):
+        """Into a new database ``into`` (a scratch copy to inspect or to move to)."""
+        with self.Session() as session:
+            row = self._load(session, backup_id)
+            server = self.servers.load(session, row.backup_server_id)
+            snapshot_id, schemas = row.snapshot_id, row.schemas
+        with progress.step("restore") as say:
+            say(self._restore_into(server, snapshot_id, into, schemas))
+        return {"backup_id": backup_id, "database": into}
+
+    # -- retention ---------------------------------------------------------------------
+    def plan(self, backup_server_id):
+        policy = self.servers.policy(backup_server_id)
+        return retention.apply(policy, self.list(backup_server_id))
+
+    def prune(self, backup_server_id, dry_run=True):
+        """What the retention policy removes (dry run), or remove it: restic forget + prune as the
+        daemon's prune user, then the catalogue rows."""
+        decision = self.plan(backup_server_id)
+        result = {"backup_server_id": backup_server_id, "dry_run": dry_run,
+                  "keep": [dict(b, reasons=reasons) for b, reasons in decision.keep],
+                  "remove": [dict(b, reasons=[]) for b in decision.remove]}
+        if not dry_run and decision.remove:
+            self._forget(backup_server_id, [b["id"] for b in decision.remove])
+        return result
+
+    def delete(self, backup_id):
+        """One backup, if the retention policy does not keep it."""
+        backup = self.get(backup_id)
+        kept = {b["id"]: reasons for b, reasons in self.plan(backup["backup_server_id"]).keep}
+        if backup_id in kept and kept[backup_id] != ["no retention rule"]:
+            raise Conflict(f"backup {backup_id} is kept by the retention policy ({', '.join(kept[backup_id])})",
+                           {"backup_id": kept[backup_id]})
+        self._forget(backup["backup_server_id"], [backup_id])
+
+    def _forget(self, backup_server_id, backup_ids):
+        with self.Session() as session:
+            server = self.servers.load(session, backup_server_id)
+            rows = session.scalars(select(Backup).where(Backup.id.in_(backup_ids))).all()
+            repository = self.servers.repository(server, self.keyring.secret(), role="prune")
+            repository.forget([row.snapshot_id for row in rows])
+            for row in rows:
+                session.delete(row)
+            session.commit()
+
+
+def failure_reason(exc):
+    """What a failed run says: an engine's own message, else the error's."""
+    return str(exc.args[0]) if isinstance(exc, EngineFailed) and exc.args else str(exc)

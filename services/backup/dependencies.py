@@ -1,0 +1,169 @@
+"""The backup service's nameko dependency: shared/'s task runner, running backup, verify, restore and
+prune tasks (pg_dump and restic are subprocesses: hours of I/O never block an RPC), and the
+schedules that queue them."""
+import contextlib
+import logging
+
+from sqlalchemy import select
+
+from services.backup.backup_servers import BackupServers
+from services.backup.backups import Backups, failure_reason
+from services.backup.keys import KeyRing
+from services.backup.models import Lease, Schedule, Task, TaskStep
+from services.backup.schedules import next_run
+from shared.crypto import BACKUP_PASSWORD, SecretBox
+from shared.errors import OperationInProgress
+from shared.leases import LeaseLost
+from shared.task_runner import TaskRunner, TaskWorkers
+from shared.tasks import utcnow
+
+log = logging.getLogger("backup")
+KINDS = ("backup", "verify", "restore", "prune")
+# The steps each kind reports, in order ("step k of N" is known when it is queued).
+STEPS = {"backup": 4, "verify": 3, "restore": 1, "prune": 1}
+
+
+class TaskProgress:
+    """``step(name)`` records one step of a task: started, then succeeded with what it said, or failed.
+    A step does not start once ``may_act()`` says the replica's lease on its tasks lapsed."""
+
+    def __init__(self, store, task_id, may_act=lambda: True):
+        self.store = store
+        self.task_id = task_id
+        self.may_act = may_act
+        self.position = 0
+
+    @contextlib.contextmanager
+    def step(self, name):
+        if not self.may_act():
+            raise LeaseLost(f"not starting step {name}: the lease on this task lapsed")
+        self.position += 1
+        position, lines = self.position, []
+        self.store.step_started(self.task_id, position, name)
+        try:
+            yield lines.append
+        except Exception as exc:
+            lines.append(f"failed: {exc}")
+            self.store.step_finished(self.task_id, position, "failed", "\n".join(lines))
+            raise
+        self.store.step_finished(self.task_id, position, "succeeded", "\n".join(lines))
+
+
+class Backing(TaskWorkers):
+    """What the service's entrypoints use: the catalogue, the servers, the key, the tasks, ``kick``."""
+
+    def __init__(self, runner):
+        super().__init__(runner)
+        self.servers = runner.servers
+        self.backups = runner.backups
+        self.keyring = runner.keyring
+        self.Session = runner.Session
+        self.fire_schedules = runner.fire_schedules
+        self.refresh_servers = runner.refresh_servers
+
+    def queue(self, kind, backup_server, params, requested_by, session=None):
+        """A queued task of ``kind`` on the backup server; with ``session`` it joins that transaction (the caller
+        commits, then kicks)."""
+        task = self.store.create(kind, backup_server["server_id"], backup_server["name"], params, requested_by,
+                                 STEPS[kind], session=session)
+        if session is None:
+            self.kick()
+        return task
+
+
+def event_payload(task, backup_server_id, backup_id, error=None):
+    return {"backup_server_id": backup_server_id, "backup_server_name": task["server_name"], "backup_id": backup_id,
+            "error": error}
+
+
+class BackupRunner(TaskRunner):
+    task_model, step_model, lease_model = Task, TaskStep, Lease
+    kinds = KINDS
+    section = "backup"
+    # The backup kinds' events are their own (backup_finished, backup_failed, backup_verified), written by
+    # ``run`` with each task's end; a task interrupted with its replica says so in its row and its log.
+    finished_event = None
+    default_slots, default_pool_size = 4, 5
+
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        box = SecretBox(config["SECRET_KEY"])
+        inventory = self.rpc.client().service("inventory")
+        self.servers = BackupServers(self.Session, box, config["SECRET_KEY"], utcnow,
+                                     cache_dir=self.options.get("restic_cache_dir"), outbox=self._outbox)
+        self.keyring = KeyRing(self.Session, box, lambda: box.open_sealed(BACKUP_PASSWORD, inventory.backup_password()),
+                               utcnow)
+        self.backups = Backups(self.Session, self.servers, self.keyring, config["DATABASE_URL"], None, utcnow)
+
+    def run(self, task_id):
+        task, _ = self.store.get(task_id)
+        params = self.store.params(task_id)
+        progress = TaskProgress(self.store, task_id, self.lease.held)
+        events = []
+        try:
+            if task["kind"] == "backup":
+                backup = self.backups.run(params["backup_server_id"], progress, task_id=task_id)
+                events = [("backup_finished", event_payload(task, params["backup_server_id"], backup["id"]))]
+            elif task["kind"] == "verify":
+                backup = self.backups.verify(params["backup_id"], progress)
+                error = backup["verification_detail"] if backup["verification"] == "bad" else None
+                events = [("backup_verified", event_payload(task, backup["backup_server_id"], backup["id"], error))]
+            elif task["kind"] == "restore":
+                self.backups.restore(params["backup_id"], params["into"], progress)
+            elif task["kind"] == "prune":
+                with progress.step("prune") as say:
+                    result = self.backups.prune(params["backup_server_id"], dry_run=False)
+                    say(f"removed {len(result['remove'])} backups, kept {len(result['keep'])}")
+        except LeaseLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure ends the task with its reason
+            log.warning("%s task %s failed: %s", task["kind"], task_id, exc, extra={"task_id": task_id})
+            if task["kind"] == "backup":
+                events = [("backup_failed", event_payload(task, params["backup_server_id"], task_id,
+                                                          failure_reason(exc)))]
+            self.store.finish(task_id, "failed", str(exc)[:2000], holder=self.holder, events=events)
+            return
+        self.store.finish(task_id, "succeeded", holder=self.holder, events=events)
+
+    def fire_schedules(self, now=None):
+        """Queue the task of every due schedule, once: the schedule's row lock and its next time
+        move in the task's own transaction, so two replicas never fire the same firing."""
+        now = now or utcnow()
+        fired = 0
+        with self.Session() as session:
+            due = session.scalars(select(Schedule).where(Schedule.enabled, Schedule.next_run_at <= now)
+                                  .with_for_update(skip_locked=True)).all()
+            for schedule in due:
+                server = self.servers.describe(session, self.servers.load(session, schedule.backup_server_id))
+                params = {"backup_server_id": server["id"], "schedule_id": schedule.id}
+                if schedule.kind == "verify":
+                    latest = self.backups.latest(server["id"])
+                    if latest is None:
+                        schedule.next_run_at = next_run(schedule.cron, now)
+                        continue
+                    params["backup_id"] = latest
+                schedule.next_run_at = next_run(schedule.cron, now)
+                try:
+                    with session.begin_nested():
+                        task = self.store.create(schedule.kind, server["server_id"], server["name"], params,
+                                                 "schedule", STEPS[schedule.kind], session=session)
+                except OperationInProgress as exc:  # the server is busy: this firing is skipped, said in the log
+                    log.warning("schedule %s skipped a firing: %s", schedule.id, exc)
+                    continue
+                schedule.last_run_at, schedule.last_task_id = now, task.id
+                fired += 1
+            session.commit()
+        if fired:
+            self.poll()
+        return fired
+
+    def refresh_servers(self):
+        for server in self.servers.list():
+            try:
+                self.servers.refresh(server["id"])
+            except Exception as exc:  # recorded on the row as last_error
+                log.info("backup server %s does not answer: %s", server["name"], exc)
+
+    def get_dependency(self, worker_ctx):
+        return Backing(self)

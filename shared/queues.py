@@ -1,0 +1,18 @@
+"""Steward's durable work queues (the agent path) are classic queues on one
+RabbitMQ node and quorum queues on a cluster: one setting, ``queue_type`` in the configuration
+(``STEWARD_QUEUE_TYPE``). A queue keeps the type it was first declared with, so set it before
+the first start; RabbitMQ refuses to declare an existing queue as the other type."""
+import os
+
+from shared.config import ConfigError
+
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def durable_queue_arguments(queue_type=None):
+    """Queue arguments for ``queue_type`` (default: $STEWARD_QUEUE_TYPE, else classic)."""
+    queue_type = queue_type or os.environ.get("STEWARD_QUEUE_TYPE") or "classic"
+    if queue_type not in QUEUE_TYPES:
+        raise ConfigError(f"queue_type must be one of {', '.join(QUEUE_TYPES)}, not {queue_type!r}")
+    # Classic is what a queue declared without the argument is: no argument, so queues made before stay equal.
+    return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}

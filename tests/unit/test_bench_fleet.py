@@ -1,0 +1,67 @@
+"""bench/fleet.py's simulated agents speak the real protocol: what the well-behaved ones send passes the
+consumer's and the gateway's validation, and what the misbehaving ones send is refused by it, so the fleet
+benchmark measures the real path and rots visibly when the protocol moves on."""
+import json
+import random
+from datetime import datetime, timezone
+
+import pytest
+from marshmallow import ValidationError
+
+from bench.fleet import BAD_KINDS, Records, bad_message, dns_message, heartbeat_message, role, system_message
+from services.monitoring_ingest.exceptions import MalformedMessage
+from services.monitoring_ingest.ingest import Senders, parse
+from shared.schemas.agent import HEARTBEAT_BEHIND, Heartbeat, collected_at_problem, load_message, stats_routing_key
+
+VHOST = "steward_test"
+RELAY = "steward"
+
+
+def messages(server_id=42):
+    rng, now = random.Random(3), datetime.now(timezone.utc)
+    return [system_message(server_id, 1, now, rng), dns_message(server_id, 1, now, rng, Records())]
+
+
+def accepted_by_consumer(message, key):
+    """What the batch consumer does with a statistics message from the shared relay user (raises if it refuses)."""
+    parsed = parse(json.dumps(message).encode())
+    Senders(VHOST, [RELAY]).check(parsed, key, RELAY)
+    return parsed
+
+
+def accepted_by_gateway(message):
+    heartbeat = load_message(message) if message.get("kind") == "heartbeat" else Heartbeat().load(message)
+    problem = collected_at_problem(heartbeat["collected_at"], datetime.now(timezone.utc), HEARTBEAT_BEHIND)
+    if problem:
+        raise ValidationError(problem)
+    return heartbeat
+
+
+def test_well_behaved_agents_are_accepted():
+    for message in messages():
+        parsed = accepted_by_consumer(message, stats_routing_key(message["kind"], 42))
+        assert parsed["server_id"] == 42 and parsed["kind"] == message["kind"]
+    assert accepted_by_gateway(heartbeat_message(42, 7, datetime.now(timezone.utc)))["seq"] == 7
+
+
+def test_dns_records_have_hot_names_and_a_long_tail():
+    records, rng = Records(), random.Random(1)
+    draws = [name for _ in range(200) for name, _ in records.draw(rng, 20)]
+    hottest = max(set(draws), key=draws.count)
+    assert draws.count(hottest) > 50 and len(set(draws)) > 300
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_misbehaving_agents_are_refused(kind):
+    for message in messages():
+        with pytest.raises(MalformedMessage):
+            accepted_by_consumer(bad_message(kind, message), stats_routing_key(message["kind"], 42))
+    if kind != "wrong_token":  # over HTTP a wrong token is the gateway's 401, not the body's
+        with pytest.raises(ValidationError):
+            accepted_by_gateway(bad_message(kind, heartbeat_message(42, 7, datetime.now(timezone.utc))))
+
+
+def test_one_agent_in_a_hundred_misbehaves_and_one_goes_silent():
+    roles = [role(i) for i in range(10_000)]
+    assert roles.count("silent") == 100 and sum(roles.count(k) for k in BAD_KINDS) == 100
+    assert all(roles.count(k) >= 33 for k in BAD_KINDS)
