@@ -29,7 +29,7 @@ def rpc_client(settings):
     return RpcClient(settings.amqp_uri, timeout=timeout_of(settings), calls_per_service=bound or None)
 
 
-def create_app(settings, rpc=None, agent_publisher=None, services=None):
+def create_app(settings, rpc=None, agent_publisher=None, services=None, health_probe=None):
     """The API. ``services``: those /healthz expects running (default: every registered one)."""
     options = settings.section("gateway")
     rpc = rpc or rpc_client(settings)
@@ -54,7 +54,7 @@ def create_app(settings, rpc=None, agent_publisher=None, services=None):
         "rpc": rpc,
         "secret_box": SecretBox(settings.secret_key),  # opens what replies carry sealed: new tokens, setup bundles
         "services": services,
-        "health_probe": HealthProbe(settings.amqp_uri, services, (STATS_QUEUE, HEARTBEAT_QUEUE),
+        "health_probe": health_probe or HealthProbe(settings.amqp_uri, services, (STATS_QUEUE, HEARTBEAT_QUEUE),
                                     interval=float(options.get("health_interval_seconds", 5)),
                                     max_backlog_seconds=float(options.get("health_max_backlog_seconds", 120))),
     }

@@ -42,6 +42,8 @@ class HealthProbe:
         self._last = None  # (when, {queue: (messages, consumers) or None when it does not exist})
         self._error = None
         self._backlog_since = {}
+        self.probe_id = uuid.uuid4().hex[:8]
+        self.connection_name = None
 
     def _ensure_started(self):
         if self._pid == os.getpid():
@@ -50,7 +52,7 @@ class HealthProbe:
             if self._pid != os.getpid():  # gunicorn forks workers: each samples for itself
                 self._sampled.clear()
                 # Named per process and per probe, so the broker's connection list tells them apart.
-                self.connection_name = f"steward gateway health (pid {os.getpid()}, probe {uuid.uuid4().hex[:8]})"
+                self.connection_name = f"steward gateway health (pid {os.getpid()}, probe {self.probe_id})"
                 threading.Thread(target=self._sample_forever, name="health-probe", daemon=True).start()
                 self._pid = os.getpid()
 

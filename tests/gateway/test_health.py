@@ -11,10 +11,11 @@ from falcon import testing
 from kombu import Connection, Producer
 
 from gateway.app import create_app
+from gateway.resources.health import HealthProbe
 from scripts.sandbox import ensure_vhost
 from shared.config import Settings, load_settings, registered_services
 from shared.publisher import ConfirmedPublisher
-from shared.schemas.agent import EXCHANGE, STATS_QUEUE
+from shared.schemas.agent import EXCHANGE, HEARTBEAT_QUEUE, STATS_QUEUE
 from tests.monitoring.helpers import child_env
 from tests.stack import ROOT
 from tests.waiting import wait_for
@@ -76,19 +77,23 @@ def test_healthz_holds_one_connection_per_process_and_the_service_view_needs_a_t
         settings, rpc, admin_token, all_services, consumer_process, rabbitmq_management):
     def probe_connections():
         names = (c.get("client_properties", {}).get("connection_name", "") for c in rabbitmq_management("GET", "/connections"))
-        return [name for name in names if name.startswith(f"steward gateway health (pid {os.getpid()}, ")]
+        return [name for name in names if name == probe.connection_name]
 
-    before = set(probe_connections())  # other apps of this test process sample too, each on a connection of its own
-    client = testing.TestClient(create_app(Settings(dict(settings, gateway=dict(settings.section("gateway"), **FAST))),
-                                           rpc=rpc))
+    own = Settings(dict(settings, gateway=dict(settings.section("gateway"), **FAST)))
+    options = own.section("gateway")
+    probe = HealthProbe(own.amqp_uri, registered_services(), (STATS_QUEUE, HEARTBEAT_QUEUE),
+                        interval=options["health_interval_seconds"],
+                        max_backlog_seconds=options["health_max_backlog_seconds"])
+    client = testing.TestClient(create_app(own, rpc=rpc, health_probe=probe))
     for _ in range(20):
         status, body = _health(client)
     assert status == 200 and body["status"] == "ok", body
     assert set(body["services"]) == set(registered_services())
     assert all(s["replicas"] >= 1 and "latency_ms" not in s for s in body["services"].values())  # no RPC asked
 
-    wait_for(lambda: set(probe_connections()) - before, what="the probe's connection listed")
-    assert len(set(probe_connections()) - before) == 1  # twenty calls, one connection
+    # The broker's connection list lags by its statistics interval: wait for the probe's, then count.
+    wait_for(probe_connections, what="the probe's connection listed")
+    assert len(probe_connections()) == 1  # twenty calls, one connection
 
     assert client.simulate_get("/healthz/services").status_code == 401
     detail = client.simulate_get("/healthz/services", headers={"Authorization": f"Bearer {admin_token}"})
