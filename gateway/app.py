@@ -6,6 +6,7 @@ import falcon
 from gateway import errors
 from gateway.middleware import Authentication, OperationContext, PrincipalCache, RequestContext, ResponseHeaders
 from gateway.asyncapi import build_asyncapi
+from gateway.client_address import ClientAddress, parse_trusted
 from gateway.openapi import build_spec
 from gateway.resources.console import CONSOLE_DIR, STATIC_PREFIX, VENDOR
 from gateway.resources.docs import SWAGGER_STATIC
@@ -47,6 +48,7 @@ def create_app(settings, rpc=None, agent_publisher=None, services=None, health_p
                                   int(settings.section("updater").get("max_image_bytes", 1 << 29))),
         "fleet_status_cache_seconds": float(options.get("fleet_status_cache_seconds", 2)),
         "session_seconds": int(options.get("session_seconds", 43200)),
+        "client_address": ClientAddress(parse_trusted(options.get("trusted_proxies"))),
         "openapi_document": build_spec(OPERATIONS),
         "asyncapi_document": build_asyncapi(),
         "api_prefix": PREFIX,

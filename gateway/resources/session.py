@@ -23,21 +23,22 @@ def csrf_matches(session_token, sent):
     return bool(sent) and hmac.compare_digest(csrf_token(session_token), sent)
 
 
-def client_address(req):
-    """Whom the sign-in limit counts per address: the connection's peer. Behind a proxy that does not keep the
-    client's address (the compose HAProxy in http mode) that is the proxy's, so its clients share one count."""
-    return req.remote_addr or "unknown"
+def client_of(req, client_address):
+    """Whom the sign-in limit counts per address: the peer, or behind a trusted proxy the client it names
+    (gateway/client_address.py)."""
+    return client_address.of(req.remote_addr, req.get_header("X-Forwarded-For"))
 
 
 class Session:
-    def __init__(self, inventory, secret_box, session_seconds=43200):
+    def __init__(self, inventory, secret_box, client_address, session_seconds=43200):
         self.inventory = inventory
+        self.client_address = client_address
         self.secret_box = secret_box  # opens the session's token, which inventory hands over sealed
         self.seconds = session_seconds
 
     def on_post(self, req, resp):
         """Sign in with a user name and password."""
-        session = self.inventory.sign_in(json_body(req), self.seconds, client_address(req))
+        session = self.inventory.sign_in(json_body(req), self.seconds, client_of(req, self.client_address))
         token = self.secret_box.open_sealed(API_TOKEN, session["token"])
         resp.set_cookie(COOKIE, token, max_age=self.seconds, path="/", http_only=True,
                         same_site="Strict", secure=req.forwarded_scheme == "https")
@@ -59,11 +60,12 @@ class Session:
 
 
 class PasswordChange:
-    def __init__(self, inventory):
+    def __init__(self, inventory, client_address):
         self.inventory = inventory
+        self.client_address = client_address
 
     def on_post(self, req, resp):
         """The signed-in user's own password, given the current one; their other console sessions end."""
         token = req.context.get("session_token")
-        resp.media = self.inventory.change_password(principal(req), json_body(req), client_address(req),
+        resp.media = self.inventory.change_password(principal(req), json_body(req), client_of(req, self.client_address),
                                                     token_hash(token) if token else None)
