@@ -109,7 +109,9 @@ def main():
                     delays.append(page.evaluate(f"window.__bench.changed[{server_id}]") - sent)
             browser.close()
 
-    print(f"web console, {SERVERS} servers, Debian chromium {CHROMIUM} headless; list polled every 1 s with ETag")
+    fresh = settings.section("gateway").get("fleet_status_fresh_seconds", 0.5)
+    print(f"web console, {SERVERS} servers, Debian chromium {CHROMIUM} headless; list polled every 1 s with ETag, "
+          f"liveness columns at most {fresh} s old (Cache-Control: max-age=0; STEWARD_FLEET_STATUS_FRESH_SECONDS)")
     print(f"  first page on screen after navigation: p50 {percentile(loads, 0.5):.0f} ms, "
           f"max {max(loads):.0f} ms over {ROUNDS} loads (target <= 1000 ms)")
     print(f"  heartbeat to the bar on screen: p50 {percentile(delays, 0.5):.0f} ms, p95 {percentile(delays, 0.95):.0f} ms, "

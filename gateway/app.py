@@ -47,6 +47,7 @@ def create_app(settings, rpc=None, agent_publisher=None, services=None, health_p
         "image_spool": ImageSpool(image_storage_dir(settings),
                                   int(settings.section("updater").get("max_image_bytes", 1 << 29))),
         "fleet_status_cache_seconds": float(options.get("fleet_status_cache_seconds", 2)),
+        "fleet_status_fresh_seconds": float(options.get("fleet_status_fresh_seconds", 0.5)),
         "session_seconds": int(options.get("session_seconds", 43200)),
         "client_address": ClientAddress(parse_trusted(options.get("trusted_proxies"))),
         "openapi_document": build_spec(OPERATIONS),

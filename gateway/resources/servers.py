@@ -42,22 +42,31 @@ class FleetStatusCache:
     a server goes down after 90 s of silence, so answers a second or two old say
     the same; asking monitoring-ingest for every page was a third of the list's
     CPU. 0 turns it off. One server's own page (ServerItem) always asks.
+
+    A client that wants a heartbeat on screen at once (the web console) says so
+    with ``Cache-Control: max-age`` (or ``no-cache``): its rows are then at most
+    that old, but never younger than ``fresh_seconds``, so many consoles on one
+    page still cost one call per ``fresh_seconds``. Only those requests pay for it;
+    the list's other callers are served as before.
     """
 
-    def __init__(self, monitoring, seconds, clock=time.monotonic):
+    def __init__(self, monitoring, seconds, fresh_seconds=0.5, clock=time.monotonic):
         self.monitoring = monitoring
         self.seconds = seconds
+        self.fresh_seconds = min(fresh_seconds, seconds)
         self.clock = clock
         self.known = {}  # server id -> (asked at, what monitoring said, or None: never heard of it)
         self.lock = threading.Lock()
 
-    def add(self, rows):
-        if self.seconds <= 0 or self.monitoring is None:
+    def add(self, rows, max_age=None):
+        """Merges the liveness into ``rows``; ``max_age``: the oldest answer the client accepts (None: any)."""
+        seconds = self.seconds if max_age is None else min(self.seconds, max(max_age, self.fresh_seconds))
+        if seconds <= 0 or self.monitoring is None:
             return add_fleet_status(self.monitoring, rows)
         now = self.clock()
         with self.lock:
             cached = {row["id"]: self.known.get(row["id"]) for row in rows}
-        stale = [server_id for server_id, entry in cached.items() if entry is None or now - entry[0] > self.seconds]
+        stale = [server_id for server_id, entry in cached.items() if entry is None or now - entry[0] > seconds]
         if stale:
             try:
                 fresh = self.monitoring.fleet_status(stale)
@@ -72,14 +81,28 @@ class FleetStatusCache:
         merge_fleet_status(rows, {str(k): v[1] for k, v in cached.items() if v is not None and v[1] is not None})
 
 
+def requested_max_age(cache_control):
+    """The age in seconds a request's Cache-Control accepts: ``max-age=N``, or 0 for ``no-cache``; None when it
+    says neither. A directive that does not parse is ignored, as RFC 9111 asks."""
+    ages = []
+    for directive in (cache_control or "").lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name == "no-cache":
+            ages.append(0)
+        elif name == "max-age" and value.strip().strip('"').isdigit():
+            ages.append(int(value.strip().strip('"')))
+    return min(ages) if ages else None
+
+
 class ServerCollection:
-    def __init__(self, inventory, monitoring, fleet_status_cache_seconds):
+    def __init__(self, inventory, monitoring, fleet_status_cache_seconds, fleet_status_fresh_seconds=0.5):
         self.inventory = inventory
-        self.status = FleetStatusCache(monitoring, fleet_status_cache_seconds)
+        self.status = FleetStatusCache(monitoring, fleet_status_cache_seconds, fleet_status_fresh_seconds)
 
     def on_get(self, req, resp):
+        """The list; ``Cache-Control: max-age=N`` (or ``no-cache``) asks for liveness columns at most N s old."""
         page = self.inventory.list_servers(principal(req), dict(req.params))
-        self.status.add(page["items"])
+        self.status.add(page["items"], requested_max_age(req.get_header("Cache-Control")))
         send_unless_unchanged(req, resp, page)
 
     def on_post(self, req, resp):

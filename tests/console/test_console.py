@@ -29,6 +29,18 @@ def test_the_list_shows_heartbeats_and_state_live_and_names_as_text(page, consol
     assert page.evaluate("window.pwned") is None
     page.evaluate("window.notReloaded = true")
 
+    # Each poll asks for fresh liveness columns, not the few seconds' cache other API clients get.
+    page.evaluate("""() => {
+      const send = window.fetch;
+      window.listAsked = [];
+      window.fetch = (url, init) => {
+        if (String(url).includes("/api/v2/servers?")) window.listAsked.push(init.headers["Cache-Control"]);
+        return send(url, init);
+      };
+    }""")
+    page.wait_for_function("() => window.listAsked.length > 0")
+    assert set(page.evaluate("window.listAsked")) == {"max-age=0"}
+
     agent = {"Authorization": f"Bearer {agent_token(rpc, server['id'])}"}
     for seq in range(1, 6):
         answer = requests.post(f"{console_url}/api/v2/monitoring/heartbeat", json=message("heartbeat", server["id"], seq),

@@ -1,5 +1,5 @@
 """The server list's liveness columns: reused for a few seconds per server, then asked again."""
-from gateway.resources.servers import FleetStatusCache
+from gateway.resources.servers import FleetStatusCache, requested_max_age
 from shared.errors import ServiceUnavailable
 
 
@@ -63,3 +63,33 @@ def test_zero_seconds_asks_every_time():
     cache.add(rows(1))
     cache.add(rows(1))
     assert monitoring.asked == [[1], [1]]
+
+
+def test_a_client_that_asks_for_fresh_rows_gets_them_no_younger_than_the_floor():
+    monitoring, now = Monitoring(), [100.0]
+    cache = FleetStatusCache(monitoring, 2.0, fresh_seconds=0.5, clock=lambda: now[0])
+    cache.add(rows(1))
+    monitoring.answers = {1: up(1)}
+    now[0] += 0.4
+    page = rows(1)
+    cache.add(page, max_age=0)  # younger than the floor: however many consoles ask, still the answer at hand
+    assert len(monitoring.asked) == 1 and page[0]["requests"] == 0
+    now[0] += 0.2
+    page = rows(1)
+    cache.add(page)  # a client that does not ask is served the cached answer
+    assert len(monitoring.asked) == 1 and page[0]["requests"] == 0
+    cache.add(page, max_age=0)
+    assert len(monitoring.asked) == 2 and page[0]["requests"] == 1
+    now[0] += 1.0
+    cache.add(rows(1), max_age=60)  # asking for older than the cache keeps is no reason to keep it longer
+    assert len(monitoring.asked) == 2
+    now[0] += 1.5
+    cache.add(rows(1), max_age=60)
+    assert len(monitoring.asked) == 3
+
+
+def test_cache_control_says_how_old_an_answer_the_client_takes():
+    assert requested_max_age(None) is None and requested_max_age("no-store") is None
+    assert requested_max_age("max-age=0") == 0 and requested_max_age("No-Cache") == 0
+    assert requested_max_age("max-stale, max-age=5") == 5 and requested_max_age('max-age="3", no-cache') == 0
+    assert requested_max_age("max-age=-1") is None and requested_max_age("max-age=soon") is None
