@@ -49,18 +49,12 @@ logs:
 migrate: install
 	$(PY) -m shared.migrations
 
-# The tiers that run whole stacks (containers, `make up`) spend most of their time waiting on them: they run
-# in a second pytest beside the rest, with a database, vhost and temporary folder of their own, and their
-# report is printed after the rest's. `make test-serial` runs everything in one process.
-STACK_TIERS = tests/compose tests/e2e tests/contract
+# The suite in three pytest processes side by side (whole stacks, lab hosts, the rest), each with a database,
+# vhost and temporary folder of its own: most of it waits, and the waits overlap (scripts/test_tiers.py).
+# `make test-serial` runs everything in one process.
 test: install $(DEPLOY_VENV)/.installed
 	$(VENV)/bin/ruff check .
-	@mkdir -p .steward; db=$${STEWARD_TEST_DB:-steward_test}; vhost=$${STEWARD_TEST_VHOST:-steward_test}; \
-	STEWARD_TEST_DB=$${db}_stacks STEWARD_TEST_VHOST=$${vhost}_stacks \
-	    $(PY) -m pytest -q --basetemp=/tmp/$${db}_stacks $(STACK_TIERS) > .steward/test-stacks.log 2>&1 & stacks=$$!; \
-	$(PY) -m pytest -q $(addprefix --ignore=,$(STACK_TIERS)); rest=$$?; \
-	wait $$stacks; stacked=$$?; echo "==== $(STACK_TIERS) (run beside the rest) ===="; cat .steward/test-stacks.log; \
-	echo "make test: the rest exited $$rest, the stack tiers $$stacked"; [ $$rest -eq 0 ] && [ $$stacked -eq 0 ]
+	$(PY) -m scripts.test_tiers --durations=15
 
 test-serial: install $(DEPLOY_VENV)/.installed
 	$(VENV)/bin/ruff check .
