@@ -33,12 +33,6 @@ MONITORED = 1_000
 PASSWORD = "bench managed-backup password"
 
 
-class Steps:
-    @contextlib.contextmanager
-    def step(self, name):
-        yield lambda line: None
-
-
 def seed_monitoring(engine, servers, day):
     """One day of per-minute system aggregates and raw samples (one a minute) for ``servers`` servers."""
     from services.monitoring_ingest import partitions
@@ -81,7 +75,7 @@ def measured(label, figures):
 
 def main():
     from services.backup.backup_servers import BackupServers
-    from services.backup.backups import Backups
+    from services.backup.backups import Backups, Progress
     from services.backup.keys import KeyRing
     from tests.backup.daemon_lab import drop_databases, enrolled_daemon
 
@@ -113,15 +107,15 @@ def main():
             for label in ("first backup", "second backup (unchanged)"):
                 before = sum(p.stat().st_size for p in repository.rglob("*") if p.is_file())
                 with measured(label, figures):
-                    stored.append(backups.run(registered["id"], Steps()))
+                    stored.append(backups.run(registered["id"], Progress()))
                 after = sum(p.stat().st_size for p in repository.rglob("*") if p.is_file())
                 figures[label].update(dump_bytes=stored[-1]["size_bytes"], added_bytes=stored[-1]["added_bytes"],
                                       repository_growth=after - before)
             with measured("verify (server check + restore to scratch)", figures):
-                verified = backups.verify(stored[-1]["id"], Steps())
+                verified = backups.verify(stored[-1]["id"], Progress())
             figures["verify (server check + restore to scratch)"]["result"] = verified["verification"]
             with measured("restore into a scratch database", figures):
-                backups.restore(stored[-1]["id"], scratch, Steps())
+                backups.restore(stored[-1]["id"], scratch, Progress())
             restored = make_engine(make_url(settings.database_url).set(database=scratch), pool_size=1)
             with restored.connect() as connection:
                 figures["restore into a scratch database"]["servers_restored"] = connection.execute(

@@ -119,11 +119,29 @@ class BackupDiskLow(EventSchema):
     low_percent = fields.Float(allow_none=True, load_default=None)
 
 
-class BackupEvent(EventSchema):
+class BackupTaskEvent(EventSchema):
+    """How a task of the backup service ended: each task says so once, whatever ended it (its run, a cancel, or
+    a replica that found its replica dead). ``task_id`` and ``state`` came later: a payload without them loads."""
     backup_server_id = fields.Integer(required=True)
     backup_server_name = fields.String(required=True)
-    backup_id = fields.String(required=True)
+    task_id = fields.String(allow_none=True, load_default=None)
+    state = fields.String(allow_none=True, load_default=None,
+                          validate=validate.OneOf(["succeeded", "failed", "cancelled"]))
     error = fields.String(allow_none=True, load_default=None)
+
+
+class BackupEvent(BackupTaskEvent):
+    # The backup; for a backup run that made none (backup_failed), its task's id.
+    backup_id = fields.String(required=True)
+
+
+class BackupRestored(BackupEvent):
+    into = fields.String(required=True)  # the database restored into
+
+
+class BackupPruned(BackupTaskEvent):
+    removed = fields.List(fields.String(), required=True)  # the backups the retention policy removed
+    kept = fields.Integer(allow_none=True, load_default=None)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,8 @@ CATALOG = {
         EventType("backup_finished", "backup", BackupEvent, 1, "info"),
         EventType("backup_verified", "backup", BackupEvent, 1, "info"),
         EventType("backup_failed", "backup", BackupEvent, 1, "critical"),
+        EventType("backup_restored", "backup", BackupRestored, 1, "info"),
+        EventType("backup_pruned", "backup", BackupPruned, 1, "info"),
         EventType("backup_disk_low", "backup", BackupDiskLow, 1, "warning"),
     )
 }

@@ -1,5 +1,6 @@
 """The task runner every task-running service subclasses: claims under a replica's lease, runs
 tasks in green threads outside workers, and ends each once (shared/tasks.py, shared/leases.py)."""
+import contextlib
 import logging
 import socket
 import uuid
@@ -16,7 +17,7 @@ from shared.leases import Lease, LeaseLost
 from shared.schemas import load_or_raise
 from shared.schemas import tasks as task_schemas
 from shared.errors import PermissionDenied, ServerNotFound, TaskNotCancellable
-from shared.tasks import TaskStore, event_for
+from shared.tasks import TaskStore, ended_events
 
 log = logging.getLogger("steward.tasks")
 # How a service reads inventory on a task's behalf (who may cancel it).
@@ -67,12 +68,14 @@ class TaskRunner(DependencyProvider):
     ``fail_*`` end a task once, and only the call that ended it emits ``finished_event``.
 
     A subclass names ``task_model``, ``step_model``, ``lease_model``, the ``kinds`` it runs,
-    ``finished_event`` (one name, or {kind: name}), its configuration ``section`` and ``run(task_id)``; the
-    service has an ``Events`` dependency (its outbox), through which the runner emits.
+    ``finished_event`` (one name, {kind: name}, or a function: shared/tasks.py ``ended_events``), its
+    configuration ``section`` and ``run(task_id)``; the service has an ``Events`` dependency (its outbox),
+    through which the runner emits.
 
     A kind stops on request at the points where stopping leaves the server as it was (between checks,
     before the next component): there it calls ``cancel_point(task_id)``, and the runner ends the task
-    ``cancelled`` with its ``*_finished`` event.
+    ``cancelled`` with its ``*_finished`` event. Work that may be cut short anywhere (a child process
+    streaming a dump: killing it loses nothing that was kept) runs ``with cancellable(task_id)``.
     """
 
     LEASE_PREFIX = "replica:"
@@ -181,6 +184,29 @@ class TaskRunner(DependencyProvider):
         if by is not None:
             raise TaskCancelled(f"cancelled by {by}")
 
+    @contextlib.contextmanager
+    def cancellable(self, task_id, poll_seconds=1.0):
+        """A stretch of a task that a cancel cuts short where it is: a watcher asks every ``poll_seconds`` and
+        throws TaskCancelled into the task's green thread, as a stop throws GreenletExit, so whatever the
+        stretch runs unwinds (``subprocess.run`` and ``Popen`` users kill their child processes on the way)."""
+        self.cancel_point(task_id)
+        task, inside = eventlet.getcurrent(), [True]
+
+        def watch():
+            while True:
+                eventlet.sleep(poll_seconds)
+                by = self.store.cancel_requested(task_id)
+                if by is not None and inside[0]:  # checked and thrown with no switch between: it lands inside
+                    eventlet.kill(task, TaskCancelled(f"cancelled by {by}"))
+                    return
+
+        watcher = eventlet.spawn(watch)
+        try:
+            yield
+        finally:
+            inside[0] = False
+            watcher.kill()
+
     def _run(self, task_id):
         try:
             self.run(task_id)
@@ -196,9 +222,8 @@ class TaskRunner(DependencyProvider):
 
     def _end(self, task, state, error):
         """End a task the kind did not end itself, with its ``*_finished`` event."""
-        name = event_for(self.finished_event, task["kind"])
-        self.store.finish(task["id"], state, error, holder=self.holder,
-                          events=[(name, self.store.finished_fields(task, state, error))] if name else ())
+        events = ended_events(self.finished_event, task, self.store.params(task["id"]), state, error)
+        self.store.finish(task["id"], state, error, holder=self.holder, events=events)
 
     def run(self, task_id):
         raise NotImplementedError

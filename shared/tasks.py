@@ -79,6 +79,19 @@ class CancelColumns:
     cancel_requested_by: Mapped[str | None] = mapped_column(String(64))
 
 
+def add_cancel_columns(op, schema):
+    """A service's migration that opts its tasks into CancelColumns (``op``: alembic's)."""
+    import sqlalchemy as sa
+
+    op.add_column("tasks", sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True), schema=schema)
+    op.add_column("tasks", sa.Column("cancel_requested_by", sa.String(length=64), nullable=True), schema=schema)
+
+
+def drop_cancel_columns(op, schema):
+    op.drop_column("tasks", "cancel_requested_by", schema=schema)
+    op.drop_column("tasks", "cancel_requested_at", schema=schema)
+
+
 class TaskStepColumns:
     """One step of a task's log: its place, name, state, times and output."""
 
@@ -107,6 +120,16 @@ def event_for(finished_event, kind):
     if isinstance(finished_event, dict):
         return finished_event.get(kind)
     return finished_event
+
+
+def ended_events(finished_event, task, params, state, error):
+    """[(name, payload)] saying that ``task`` (dict) ended ``state``: ``finished_event`` names one ``*_finished``
+    for every kind or maps kinds to theirs (``event_for``), or is a function ``(task, params, state, error)`` for
+    kinds whose events carry more than the task (what its ``params`` name: a backup server, a backup)."""
+    if callable(finished_event):
+        return list(finished_event(task, params, state, error))
+    name = event_for(finished_event, task["kind"])
+    return [(name, TaskStore.finished_fields(task, state, error))] if name else []
 
 
 def step_dict(step):
@@ -196,7 +219,7 @@ class TaskStore:
             return task_dict(task), [step_dict(s) for s in task.steps]
 
     def cancel(self, task_id, requested_by, finished_event=None):
-        """Cancel a task: a queued one ends ``cancelled`` at once (with its ``*_finished`` event, see ``event_for``);
+        """Cancel a task: a queued one ends ``cancelled`` at once (with its ``*_finished`` event, see ``ended_events``);
         a running one is marked and its runner stops at its next safe point between steps; the task (dict).
         TaskFinished when it has already ended; TaskNotCancellable when it runs and its kind's table cannot say so."""
         Task = self.Task
@@ -211,9 +234,7 @@ class TaskStore:
             if task.state == "queued":
                 task.state, task.finished_at = "cancelled", self.clock()
                 task.error = f"cancelled by {requested_by} before it started"
-                name = event_for(finished_event, task.kind)
-                if name:
-                    self._emit(session, [(name, self.finished_fields(task_dict(task), "cancelled", task.error))])
+                self._emit(session, ended_events(finished_event, task_dict(task), task.params, "cancelled", task.error))
             elif not hasattr(Task, "cancel_requested_at"):
                 raise TaskNotCancellable(f"{task.kind} task {task_id} is running and cannot be stopped half way; "
                                          "wait for it to end", {"state": [task.state]})
@@ -316,17 +337,23 @@ class TaskStore:
     def step_finished(self, task_id, position, state, output, events=()):
         """Ends a step; returns its duration in milliseconds."""
         def work(session):
-            step = session.get(self.TaskStep, {"task_id": task_id, "position": position})
-            step.state, step.output, step.finished_at = state, (output or "")[-MAX_OUTPUT:], self.clock()
-            step.duration_ms = int((step.finished_at - step.started_at).total_seconds() * 1000)
+            duration_ms = self.end_step(session, task_id, position, state, output)
             self._emit(session, events)
             session.commit()
-            return step.duration_ms
+            return duration_ms
         return self._retrying(work)
 
-    def finish(self, task_id, state, error=None, holder=None, events=(), **columns):
+    def end_step(self, session, task_id, position, state, output):
+        """Ends a step in ``session``'s transaction (the caller commits); returns its duration in milliseconds."""
+        step = session.get(self.TaskStep, {"task_id": task_id, "position": position})
+        step.state, step.output, step.finished_at = state, (output or "")[-MAX_OUTPUT:], self.clock()
+        step.duration_ms = int((step.finished_at - step.started_at).total_seconds() * 1000)
+        return step.duration_ms
+
+    def finish(self, task_id, state, error=None, holder=None, events=(), work=None, **columns):
         """End a running task; True only for the one call that ended it, which alone writes ``events``
-        (its ``*_finished``) in the same transaction: a task ends once, and says so once.
+        (its ``*_finished``) and does ``work(session)`` (what the task made: a row, its last step's end) in the
+        same transaction: a task ends once, says so once, and what it made stands exactly when it ended.
 
         With ``holder``, only while that holder still has it claimed: a replica whose task was
         failed by another (its lease expired) does not end it a second time."""
@@ -336,19 +363,22 @@ class TaskStore:
         if holder is not None:
             condition.append(Task.claimed_by == holder)
 
-        def work(session):
+        def end(session):
             ended = session.execute(update(Task).where(*condition)
                                     .values(state=state, error=error, finished_at=now, **columns)
                                     .returning(Task.id)).scalar_one_or_none()
-            # A step cut short (the task crashed) is not left "running" in the log.
+            if ended is not None and work is not None:
+                work(session)
+            # A step cut short (the task crashed, or another ended the task under it) is not left "running".
             session.execute(update(self.TaskStep).where(self.TaskStep.task_id == task_id,
                                                         self.TaskStep.state == "running")
-                            .values(state="failed", finished_at=now, output=error or ""))
+                            .values(state="failed", finished_at=now,
+                                    output=error or ("" if ended else "the task had already been ended")))
             if ended is not None:
                 self._emit(session, events)
             session.commit()
             return ended is not None
-        return self._retrying(work)
+        return self._retrying(end)
 
     def fail_interrupted(self, holder, reason, finished_event=None):
         """Fail every task ``holder`` was running (it stopped, or lost its lease); returns those this call ended,
@@ -386,8 +416,7 @@ class TaskStore:
                         step.state, step.finished_at = "failed", now
                         step.output = (step.output + "\n" if step.output else "") + reason
                 task.state, task.error, task.finished_at = "failed", reason, now
-            ended = [task_dict(t) for t in tasks]
-            self._emit(session, [(event_for(finished_event, t["kind"]), self.finished_fields(t, "failed", reason))
-                                 for t in ended if event_for(finished_event, t["kind"])])
+            for task in tasks:
+                self._emit(session, ended_events(finished_event, task_dict(task), task.params, "failed", reason))
             session.commit()
-            return ended
+            return [task_dict(t) for t in tasks]

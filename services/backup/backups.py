@@ -1,14 +1,19 @@
 """Backups: run one, verify one, restore one, prune by the retention policy, delete one.
 
 Each long operation reports through ``progress.step(name)`` (a context manager yielding
-``say(text)``), which the task runner turns into the task's steps and log. A backup enters
-the catalogue only after restic committed its snapshot and pg_dump ended whole, so a run
-cut half way lists nothing and the next run starts clean.
+``say(text)``), which the task runner turns into the task's steps and log, and returns an
+``Outcome``: what it changes in the catalogue, which the runner writes in the transaction that
+ends the task and writes its event. A backup enters the catalogue only after restic committed
+its snapshot and pg_dump ended whole, and only with its task's end, so a run cut half way (or
+ended by another replica) lists nothing and the next run starts clean.
 """
+import contextlib
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Callable
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from services.backup import dump, retention
 from services.backup.exceptions import EngineFailed
@@ -16,6 +21,32 @@ from services.backup.models import Backup, BackupServer
 from shared.errors import BackupNotFound, BackupServerFailed, Conflict
 
 VERIFY_DATABASE_PREFIX = "steward_verify_"
+
+
+@dataclass
+class Outcome:
+    """What a run made or found: ``write(session)`` puts it in the catalogue, in the transaction that ends its task
+    (with its event), ``said`` is what its last step says of it, ``found`` the event's fields (backup_id, error)."""
+    found: dict
+    write: Callable | None = None
+    said: str = ""
+
+
+class Progress:
+    """What a run reports to when no task runs it (a benchmark, a test): its steps' names; nothing cancels it.
+    A task's (services/backup/dependencies.py: TaskProgress) writes the task's log and stops on a cancel."""
+
+    def __init__(self):
+        self.names = []
+
+    @contextlib.contextmanager
+    def step(self, name):
+        self.names.append(name)
+        yield lambda line: None
+
+    def cancellable(self):
+        """A stretch that a cancel may cut short where it is (child processes only: no database call inside)."""
+        return contextlib.nullcontext()
 
 
 def backup_dict(row, server_name):
@@ -61,9 +92,20 @@ class Backups:
                                   .order_by(Backup.taken_at.desc()).limit(1))
 
     # -- one backup ------------------------------------------------------------------
-    def run(self, backup_server_id, progress, task_id=None, taken_at=None):
-        """Back up every Steward schema to the backup server; returns the backup as listed. The task runner
-        writes backup_finished (or backup_failed) with the task's end."""
+    def record(self, outcome):
+        """Write an Outcome in a transaction of its own (a run outside a task); returns the backup as listed."""
+        with self.Session() as session:
+            outcome.write(session)
+            session.commit()
+        return self.get(outcome.found["backup_id"])
+
+    def run(self, backup_server_id, progress, taken_at=None):
+        """A backup outside a task, listed at once (a benchmark, a test): ``back_up`` and ``record``."""
+        return self.record(self.back_up(backup_server_id, progress, taken_at=taken_at))
+
+    def back_up(self, backup_server_id, progress, task_id=None, taken_at=None):
+        """Back up every Steward schema to the backup server; returns the Outcome that lists it (the task runner
+        writes it with the task's end and backup_finished; or backup_failed)."""
         with self.Session() as session:
             server = self.servers.load(session, backup_server_id)
             name, include_raw = server.name, server.include_monitoring_raw
@@ -88,20 +130,16 @@ class Backups:
             started = time.monotonic()
             taken_at = taken_at or self.clock()
             schemas = self.schemas or dump.steward_schemas(self.database_url)
-            summary = dump.back_up(repository, self.database_url, schemas, include_raw, taken_at)
+            with progress.cancellable():  # a cancel kills pg_dump and restic: restic commits no snapshot
+                summary = dump.back_up(repository, self.database_url, schemas, include_raw, taken_at)
             duration_ms = int((time.monotonic() - started) * 1000)
             say(f"snapshot {summary['snapshot_id'][:8]}: {summary['total_bytes_processed']} bytes dumped, "
                 f"{summary['data_added']} added to the repository in {duration_ms} ms")
-        with progress.step("record") as say:
-            row = Backup(id=uuid.uuid4().hex, backup_server_id=backup_server_id, snapshot_id=summary["snapshot_id"],
-                         taken_at=taken_at, schemas=list(schemas), include_monitoring_raw=include_raw,
-                         size_bytes=summary["total_bytes_processed"], added_bytes=summary["data_added"],
-                         duration_ms=duration_ms, task_id=task_id)
-            with self.Session() as session:
-                session.add(row)
-                session.commit()
-            say(f"listed as backup {row.id}")
-        return self.get(row.id)
+        row = Backup(id=uuid.uuid4().hex, backup_server_id=backup_server_id, snapshot_id=summary["snapshot_id"],
+                     taken_at=taken_at, schemas=list(schemas), include_monitoring_raw=include_raw,
+                     size_bytes=summary["total_bytes_processed"], added_bytes=summary["data_added"],
+                     duration_ms=duration_ms, task_id=task_id)
+        return Outcome({"backup_id": row.id}, lambda session: session.add(row), f"listed as backup {row.id}")
 
     def _room_needed(self, backup_server_id):
         """What the next backup may add: the last one's dump size (an upper bound, before deduplication)."""
@@ -117,9 +155,13 @@ class Backups:
 
     # -- verification ----------------------------------------------------------------
     def verify(self, backup_id, progress):
+        """A verification outside a task, recorded at once: ``verification`` and ``record``."""
+        return self.record(self.verification(backup_id, progress))
+
+    def verification(self, backup_id, progress):
         """(1) the backup server re-hashes every stored object; (2) this control plane fetches the backup,
-        decrypts it and restores it into a scratch database. Records the result and returns the backup (the task
-        runner writes backup_verified with the task's end)."""
+        decrypts it and restores it into a scratch database. Returns the Outcome that records the result (the
+        task runner writes it with the task's end and backup_verified)."""
         with self.Session() as session:
             row = self._load(session, backup_id)
             server = self.servers.load(session, row.backup_server_id)
@@ -142,15 +184,15 @@ class Backups:
                 say(problems[-1])
             finally:
                 dump.drop_scratch(self.database_url, scratch)
-        with progress.step("record") as say:
-            state = "bad" if problems else "ok"
-            detail = "; ".join(problems or notes)
-            with self.Session() as session:
-                row = self._load(session, backup_id)
-                row.verification, row.verified_at, row.verification_detail = state, self.clock(), detail
-                session.commit()
-            say(f"backup {backup_id}: {state}")
-        return self.get(backup_id)
+        state = "bad" if problems else "ok"
+        detail = "; ".join(problems or notes)
+
+        def record(session):
+            row = self._load(session, backup_id)
+            row.verification, row.verified_at, row.verification_detail = state, self.clock(), detail
+
+        return Outcome({"backup_id": backup_id, "error": detail if problems else None}, record,
+                       f"backup {backup_id}: {state}")
 
     def _restore_into(self, server, snapshot_id, database, schemas):
         dump.create_scratch(self.database_url, database)
@@ -162,14 +204,14 @@ class Backups:
 
     # -- restore -----------------------------------------------------------------------
     def restore(self, backup_id, into, progress):
-        """Into a new database ``into`` (a scratch copy to inspect or to move to)."""
+        """Into a new database ``into`` (a scratch copy to inspect or to move to); the Outcome changes nothing."""
         with self.Session() as session:
             row = self._load(session, backup_id)
             server = self.servers.load(session, row.backup_server_id)
             snapshot_id, schemas = row.snapshot_id, row.schemas
         with progress.step("restore") as say:
             say(self._restore_into(server, snapshot_id, into, schemas))
-        return {"backup_id": backup_id, "database": into}
+        return Outcome({"backup_id": backup_id, "into": into})
 
     # -- retention ---------------------------------------------------------------------
     def plan(self, backup_server_id):
@@ -177,15 +219,22 @@ class Backups:
         return retention.apply(policy, self.list(backup_server_id))
 
     def prune(self, backup_server_id, dry_run=True):
-        """What the retention policy removes (dry run), or remove it: restic forget + prune as the
-        daemon's prune user, then the catalogue rows."""
+        """What the retention policy removes (dry run)."""
         decision = self.plan(backup_server_id)
-        result = {"backup_server_id": backup_server_id, "dry_run": dry_run,
-                  "keep": [dict(b, reasons=reasons) for b, reasons in decision.keep],
-                  "remove": [dict(b, reasons=[]) for b in decision.remove]}
-        if not dry_run and decision.remove:
-            self._forget(backup_server_id, [b["id"] for b in decision.remove])
-        return result
+        return {"backup_server_id": backup_server_id, "dry_run": dry_run,
+                "keep": [dict(b, reasons=reasons) for b, reasons in decision.keep],
+                "remove": [dict(b, reasons=[]) for b in decision.remove]}
+
+    def pruned(self, backup_server_id, progress):
+        """Remove what the retention policy removes: restic forget + prune as the daemon's prune user; the
+        Outcome unlists those backups (with the task's end and backup_pruned)."""
+        with progress.step("prune") as say:
+            result = self.prune(backup_server_id, dry_run=False)
+            removed = [b["id"] for b in result["remove"]]
+            self._forget_snapshots(backup_server_id, removed)
+            say(f"removed {len(removed)} backups, kept {len(result['keep'])}")
+        return Outcome({"removed": removed, "kept": len(result["keep"])}, lambda session: self._unlist(session, removed),
+                       f"unlisted {len(removed)} backups")
 
     def delete(self, backup_id):
         """One backup, if the retention policy does not keep it."""
@@ -194,17 +243,23 @@ class Backups:
         if backup_id in kept and kept[backup_id] != ["no retention rule"]:
             raise Conflict(f"backup {backup_id} is kept by the retention policy ({', '.join(kept[backup_id])})",
                            {"backup_id": kept[backup_id]})
-        self._forget(backup["backup_server_id"], [backup_id])
+        self._forget_snapshots(backup["backup_server_id"], [backup_id])
+        with self.Session() as session:
+            self._unlist(session, [backup_id])
+            session.commit()
 
-    def _forget(self, backup_server_id, backup_ids):
+    def _forget_snapshots(self, backup_server_id, backup_ids):
+        if not backup_ids:
+            return
         with self.Session() as session:
             server = self.servers.load(session, backup_server_id)
-            rows = session.scalars(select(Backup).where(Backup.id.in_(backup_ids))).all()
-            repository = self.servers.repository(server, self.keyring.secret(), role="prune")
-            repository.forget([row.snapshot_id for row in rows])
-            for row in rows:
-                session.delete(row)
-            session.commit()
+            snapshots = session.scalars(select(Backup.snapshot_id).where(Backup.id.in_(backup_ids))).all()
+        repository = self.servers.repository(server, self.keyring.secret(), role="prune")
+        repository.forget(list(snapshots))
+
+    @staticmethod
+    def _unlist(session, backup_ids):
+        session.execute(delete(Backup).where(Backup.id.in_(backup_ids)))
 
 
 def failure_reason(exc):

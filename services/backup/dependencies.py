@@ -7,39 +7,54 @@ import logging
 from sqlalchemy import select
 
 from services.backup.backup_servers import BackupServers
-from services.backup.backups import Backups, failure_reason
+from services.backup.backups import Backups, Progress, failure_reason
 from services.backup.keys import KeyRing
 from services.backup.models import Lease, Schedule, Task, TaskStep
 from services.backup.schedules import next_run
 from shared.crypto import BACKUP_PASSWORD, SecretBox
 from shared.errors import OperationInProgress
 from shared.leases import LeaseLost
-from shared.task_runner import TaskRunner, TaskWorkers
+from shared.task_runner import TaskCancelled, TaskRunner, TaskWorkers
 from shared.tasks import utcnow
 
 log = logging.getLogger("backup")
 KINDS = ("backup", "verify", "restore", "prune")
 # The steps each kind reports, in order ("step k of N" is known when it is queued).
-STEPS = {"backup": 4, "verify": 3, "restore": 1, "prune": 1}
+STEPS = {"backup": 4, "verify": 3, "restore": 1, "prune": 2}
+# Each kind's event at its end: (when it succeeded, when it failed or was cancelled). One per task, always.
+EVENTS = {"backup": ("backup_finished", "backup_failed"), "verify": ("backup_verified",) * 2,
+          "restore": ("backup_restored",) * 2, "prune": ("backup_pruned",) * 2}
 
 
-class TaskProgress:
+class TaskProgress(Progress):
     """``step(name)`` records one step of a task: started, then succeeded with what it said, or failed.
-    A step does not start once ``may_act()`` says the replica's lease on its tasks lapsed."""
+    A step does not start once ``may_act()`` says the replica's lease on its tasks lapsed, nor once someone
+    asked to cancel the task (``cancel_point``, between steps); a ``cancellable()`` stretch stops where it is.
+    ``finish`` ends the task with what its run made, its last step and its event in one transaction."""
 
-    def __init__(self, store, task_id, may_act=lambda: True):
+    def __init__(self, store, task_id, holder=None, may_act=lambda: True, cancel_point=lambda task_id: None,
+                 cancellable=lambda task_id: contextlib.nullcontext()):
+        super().__init__()
         self.store = store
         self.task_id = task_id
+        self.holder = holder
         self.may_act = may_act
+        self._cancel_point = cancel_point  # TaskRunner.cancel_point
+        self._cancellable = cancellable  # TaskRunner.cancellable
         self.position = 0
 
-    @contextlib.contextmanager
-    def step(self, name):
+    def _begin(self, name):
         if not self.may_act():
             raise LeaseLost(f"not starting step {name}: the lease on this task lapsed")
         self.position += 1
-        position, lines = self.position, []
-        self.store.step_started(self.task_id, position, name)
+        self.names.append(name)
+        self.store.step_started(self.task_id, self.position, name)
+        return self.position
+
+    @contextlib.contextmanager
+    def step(self, name):
+        self._cancel_point(self.task_id)
+        position, lines = self._begin(name), []
         try:
             yield lines.append
         except Exception as exc:
@@ -47,6 +62,22 @@ class TaskProgress:
             self.store.step_finished(self.task_id, position, "failed", "\n".join(lines))
             raise
         self.store.step_finished(self.task_id, position, "succeeded", "\n".join(lines))
+
+    def cancellable(self):
+        return self._cancellable(self.task_id)
+
+    def finish(self, outcome, events):
+        """End the task succeeded: what ``outcome`` writes (under a last step, "record", which ends in the same
+        transaction), the task's end and ``events`` commit together or not at all. Not a cancel point: what
+        the run stored is kept. True if this call ended the task (not another replica, its lease lapsed)."""
+        position = self._begin("record") if outcome.write is not None else None
+
+        def work(session):
+            if position is not None:
+                outcome.write(session)
+                self.store.end_step(session, self.task_id, position, "succeeded", outcome.said)
+
+        return self.store.finish(self.task_id, "succeeded", holder=self.holder, events=events, work=work)
 
 
 class Backing(TaskWorkers):
@@ -71,18 +102,29 @@ class Backing(TaskWorkers):
         return task
 
 
-def event_payload(task, backup_server_id, backup_id, error=None):
-    return {"backup_server_id": backup_server_id, "backup_server_name": task["server_name"], "backup_id": backup_id,
-            "error": error}
+def ended_events(task, params, state, error, found=None):
+    """The one event that says how a task of the backup service (dict) ended, whatever ended it: its run, a cancel,
+    or a replica reaping it from a dead one (shared/tasks.py: ``ended_events``). The backup server and backup
+    come from its ``params``, what the run made or found from ``found``."""
+    kind = task["kind"]
+    name = EVENTS[kind][0 if state == "succeeded" else 1]
+    payload = {"backup_server_id": params.get("backup_server_id"), "backup_server_name": task["server_name"],
+               "task_id": task["id"], "state": state, "error": error}
+    if kind == "prune":
+        payload.update(removed=[], kept=None)
+    else:  # a backup run that made none names its task there, as backup_failed always has
+        payload["backup_id"] = params.get("backup_id", task["id"])
+    if kind == "restore":
+        payload["into"] = params["into"]
+    return [(name, dict(payload, **(found or {})))]
 
 
 class BackupRunner(TaskRunner):
     task_model, step_model, lease_model = Task, TaskStep, Lease
     kinds = KINDS
     section = "backup"
-    # The backup kinds' events are their own (backup_finished, backup_failed, backup_verified), written by
-    # ``run`` with each task's end; a task interrupted with its replica says so in its row and its log.
-    finished_event = None
+    # The backup kinds' events are their own (EVENTS), written with each task's end however it ended.
+    finished_event = staticmethod(ended_events)
     default_slots, default_pool_size = 4, 5
 
     def setup(self):
@@ -99,32 +141,24 @@ class BackupRunner(TaskRunner):
     def run(self, task_id):
         task, _ = self.store.get(task_id)
         params = self.store.params(task_id)
-        progress = TaskProgress(self.store, task_id, self.lease.held)
-        events = []
+        progress = TaskProgress(self.store, task_id, self.holder, self.lease.held, self.cancel_point, self.cancellable)
         try:
             if task["kind"] == "backup":
-                backup = self.backups.run(params["backup_server_id"], progress, task_id=task_id)
-                events = [("backup_finished", event_payload(task, params["backup_server_id"], backup["id"]))]
+                outcome = self.backups.back_up(params["backup_server_id"], progress, task_id=task_id)
             elif task["kind"] == "verify":
-                backup = self.backups.verify(params["backup_id"], progress)
-                error = backup["verification_detail"] if backup["verification"] == "bad" else None
-                events = [("backup_verified", event_payload(task, backup["backup_server_id"], backup["id"], error))]
+                outcome = self.backups.verification(params["backup_id"], progress)
             elif task["kind"] == "restore":
-                self.backups.restore(params["backup_id"], params["into"], progress)
-            elif task["kind"] == "prune":
-                with progress.step("prune") as say:
-                    result = self.backups.prune(params["backup_server_id"], dry_run=False)
-                    say(f"removed {len(result['remove'])} backups, kept {len(result['keep'])}")
-        except LeaseLost:
-            raise
+                outcome = self.backups.restore(params["backup_id"], params["into"], progress)
+            else:
+                outcome = self.backups.pruned(params["backup_server_id"], progress)
+        except (LeaseLost, TaskCancelled):
+            raise  # the runner ends the task (or another replica did)
         except Exception as exc:  # noqa: BLE001 - every failure ends the task with its reason
             log.warning("%s task %s failed: %s", task["kind"], task_id, exc, extra={"task_id": task_id})
-            if task["kind"] == "backup":
-                events = [("backup_failed", event_payload(task, params["backup_server_id"], task_id,
-                                                          failure_reason(exc)))]
-            self.store.finish(task_id, "failed", str(exc)[:2000], holder=self.holder, events=events)
+            self.store.finish(task_id, "failed", str(exc)[:2000], holder=self.holder,
+                              events=ended_events(task, params, "failed", failure_reason(exc)))
             return
-        self.store.finish(task_id, "succeeded", holder=self.holder, events=events)
+        progress.finish(outcome, ended_events(task, params, "succeeded", None, outcome.found))
 
     def fire_schedules(self, now=None):
         """Queue the task of every due schedule, once: the schedule's row lock and its next time

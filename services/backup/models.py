@@ -11,7 +11,7 @@ from shared.db import make_base
 from shared.idempotency import idempotency_keys_table
 from shared.leases import LeaseColumns
 from shared.outbox import outbox_table
-from shared.tasks import TaskColumns, TaskStepColumns
+from shared.tasks import CancelColumns, TaskColumns, TaskStepColumns
 
 Base = make_base("backup")
 outbox = outbox_table(Base.metadata)  # the events it emits, written with the changes they report (shared/outbox.py)
@@ -110,8 +110,9 @@ class Backup(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Task(TaskColumns, Base):
-    """A backup, verify, restore or prune run (shared/tasks.py: the shape every service's tasks share)."""
+class Task(TaskColumns, CancelColumns, Base):
+    """A backup, verify, restore or prune run (shared/tasks.py: the shape every service's tasks share); a running
+    one can be cancelled (between steps, and a backup's dump where it is)."""
 
 
 class TaskStep(TaskStepColumns, Base):

@@ -26,8 +26,8 @@ class BackupService(TaskQueries):
     inventory = RpcProxy("inventory")
     request_id = RequestContext()
 
-    def task_store(self):
-        return self.backing.store
+    def task_workers(self):
+        return self.backing  # its tasks can be cancelled (TaskQueries.cancel_task)
 
     @rpc
     def health(self):
@@ -132,7 +132,7 @@ class BackupService(TaskQueries):
 
         def load():
             server = self.backing.servers.get(self.backing.backups.get(backup_id)["backup_server_id"])
-            return "verify", server, {"backup_id": backup_id}
+            return "verify", server, {"backup_id": backup_id, "backup_server_id": server["id"]}
 
         return self._queued(principal, {"backup_id": backup_id}, load)
 
@@ -143,7 +143,7 @@ class BackupService(TaskQueries):
         def load():
             into = load_or_raise(schemas.RestoreRequest(), data, "restore")["into"]
             server = self.backing.servers.get(self.backing.backups.get(backup_id)["backup_server_id"])
-            return "restore", server, {"backup_id": backup_id, "into": into}
+            return "restore", server, {"backup_id": backup_id, "backup_server_id": server["id"], "into": into}
 
         return self._queued(principal, {"backup_id": backup_id, "data": data}, load)
 

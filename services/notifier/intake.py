@@ -35,11 +35,17 @@ def event_key(name, payload):
 
 
 def severity_of(name, payload):
-    """The catalog's default, lowered for good news and raised for failed tasks."""
+    """The catalog's default, lowered for good news and for a cancel someone chose, raised for failed tasks and
+    for a verification that found a backup bad."""
     if name == "server_state_changed" and payload["state"] == "up":
         return "info"
-    if name in ("install_finished", "update_finished") and payload["state"] != "succeeded":
+    if name in ("install_finished", "update_finished", "backup_restored", "backup_pruned") \
+            and payload["state"] != "succeeded":
         return "warning"
+    if name == "backup_failed" and payload.get("state") == "cancelled":
+        return "warning"
+    if name == "backup_verified" and payload.get("error"):
+        return "critical" if payload.get("state") in (None, "succeeded") else "warning"
     return event_type(name).severity
 
 

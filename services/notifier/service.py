@@ -107,6 +107,14 @@ class NotifierService:
     def handle_backup_failed(self, payload):
         self._receive("backup_failed", payload)
 
+    @handles("backup_restored")
+    def handle_backup_restored(self, payload):
+        self._receive("backup_restored", payload)
+
+    @handles("backup_pruned")
+    def handle_backup_pruned(self, payload):
+        self._receive("backup_pruned", payload)
+
     # -- deliveries out --------------------------------------------------------
     @poll_timer()
     def send_due(self):

@@ -77,16 +77,43 @@ DEFAULTS = {
         "before trying {{ event.failed_version }} again.\n\n{{ server_url }}\n",
     ),
     "backup_verified": (
-        "[Steward] Backup {{ event.backup_id }} on {{ server.name }} verified",
+        "[Steward] Backup {{ event.backup_id }} on {{ server.name }} "
+        "{{ 'is BAD' if event.error and event.state in (none, 'succeeded') else 'verified' if not event.error "
+        "else 'not verified' }}",
+        "{% if not event.error %}"
         "Backup {{ event.backup_id }} on backup server {{ server.name }} was restored to a scratch area "
-        "and verified.\n\nNothing to do.\n\n{{ server_url }}\n",
+        "and verified.\n\nNothing to do.\n"
+        "{% elif event.state in (none, 'succeeded') %}"
+        "Verifying backup {{ event.backup_id }} on backup server {{ server.name }} found it bad: {{ event.error }}.\n\n"
+        "What to do: do not count on this backup; run a new backup and verify it.\n"
+        "{% else %}"
+        "Backup {{ event.backup_id }} on backup server {{ server.name }} could not be verified "
+        "({{ event.state }}): {{ event.error }}.\n\nWhat to do: verify it again once the cause is fixed.\n"
+        "{% endif %}\n{{ server_url }}\n",
     ),
     "backup_failed": (
-        "[Steward] Backup on {{ server.name }} FAILED",
-        "Backup {{ event.backup_id }} on backup server {{ server.name }} failed"
+        "[Steward] Backup on {{ server.name }} {{ 'cancelled' if event.state == 'cancelled' else 'FAILED' }}",
+        "{% if event.state == 'cancelled' %}A backup run on backup server {{ server.name }} was stopped"
+        "{% else %}A backup run on backup server {{ server.name }} failed{% endif %}"
         "{% if event.error %}: {{ event.error }}{% endif %}.\n\n"
         "What to do: check the backup server's free space and reachability, then run the backup again; "
         "until one succeeds the control plane has no fresh backup.\n\n{{ server_url }}\n",
+    ),
+    "backup_restored": (
+        "[Steward] Restore of backup {{ event.backup_id }} into {{ event.into }} {{ event.state }}",
+        "Restoring backup {{ event.backup_id }} from backup server {{ server.name }} into the database "
+        "{{ event.into }}: {{ event.state }}{% if event.error %} ({{ event.error }}){% endif %}.\n\n"
+        "{% if event.state == 'succeeded' %}The database holds the backup's data.{% else %}"
+        "What to do: read task {{ event.task_id }}'s step log, drop what it left in {{ event.into }}, and restore "
+        "again.{% endif %}\n\n{{ server_url }}\n",
+    ),
+    "backup_pruned": (
+        "[Steward] Prune on {{ server.name }} {{ event.state }}",
+        "Pruning backup server {{ server.name }} by its retention policy: {{ event.state }}"
+        "{% if event.error %} ({{ event.error }}){% endif %}.\n"
+        "{% if event.state == 'succeeded' %}{{ event.removed | length }} backups removed, {{ event.kept }} kept."
+        "{% else %}What to do: read task {{ event.task_id }}'s step log; the backups it had not removed are still "
+        "listed.{% endif %}\n\n{{ server_url }}\n",
     ),
     "fleet_silence_detected": (
         "[Steward] {{ event.silent_servers }} of {{ event.servers_up }} servers fell silent at once",
@@ -143,7 +170,8 @@ def _sample_server():
 
 def _samples():
     task = dict(server_id=1, server_name="dns-1", task_id="t-1", state="failed", error="verification failed")
-    backup = dict(backup_server_id=1, backup_server_name="backup-1", backup_id="b-1", error="disk full")
+    backup = dict(backup_server_id=1, backup_server_name="backup-1", backup_id="b-1", error="disk full",
+                  task_id="t-1", state="failed")
     built = {
         "server_created": build_event("server_created", server=_sample_server()),
         "server_updated": build_event("server_updated", server=_sample_server(), changed=["ssh_port"]),
@@ -161,6 +189,9 @@ def _samples():
         "backup_finished": build_event("backup_finished", **backup),
         "backup_verified": build_event("backup_verified", **backup),
         "backup_failed": build_event("backup_failed", **backup),
+        "backup_restored": build_event("backup_restored", **backup, into="steward_restored"),
+        "backup_pruned": build_event("backup_pruned", backup_server_id=1, backup_server_name="backup-1", task_id="t-1",
+                                     state="succeeded", error=None, removed=["b-1"], kept=7),
         "backup_disk_low": build_event("backup_disk_low", backup_server_id=1, backup_server_name="backup-1",
                                        free_percent=4.2, free_bytes=420 << 20, low_percent=10.0),
     }

@@ -100,7 +100,8 @@ def test_the_password_is_needed_and_a_change_rewraps_the_key(rpc, admin, backup_
         rpc.call("backup", "run_backup", admin, {"backup_server_id": registered["id"]})
 
 
-def test_delete_100_servers_then_restore_brings_them_back_with_usable_credentials(rpc, admin, backup_server, settings):
+def test_delete_100_servers_then_restore_brings_them_back_with_usable_credentials(rpc, admin, backup_server, settings,
+                                                                                 backup_events):
     registered, daemon = backup_server
     created = [rpc.call("inventory", "create_server", admin, {"name": f"dns-{i}", "address": f"198.18.7.{i}", "os": "ubuntu",
                                                               "ssh_password": f"password-{i}"}) for i in range(100)]
@@ -113,6 +114,9 @@ def test_delete_100_servers_then_restore_brings_them_back_with_usable_credential
     task, log = wait_task(rpc, admin, rpc.call("backup", "restore_backup", admin, backup["id"], {"into": scratch}))
     assert task["state"] == "succeeded", log
     assert "inventory" in log["steps"][0]["output"]
+    [said] = [p for name, p in backup_events.until("backup_restored") if name == "backup_restored"]
+    assert (said["task_id"], said["backup_id"], said["into"], said["state"]) == (task["id"], backup["id"], scratch,
+                                                                                 "succeeded")
     restored = create_engine(make_url(settings.database_url).set(database=scratch))
     try:
         with restored.connect() as connection:

@@ -1,6 +1,5 @@
 """Retention on real backups with injected times: the dry run is exactly what prune removes, the
 control plane's append-only credentials cannot delete a kept backup; schedules fire once."""
-import contextlib
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -8,22 +7,11 @@ import pytest
 import requests
 from sqlalchemy import text
 
+from services.backup.backups import Progress
 from services.backup.dependencies import BackupRunner
 from shared.crypto import SecretBox
 from shared.errors import Conflict
 from tests.backup.test_backup_service import wait_task
-
-
-class Steps:
-    """What a task's progress records, kept in a list (the runner's TaskProgress writes the task's log)."""
-
-    def __init__(self):
-        self.names = []
-
-    @contextlib.contextmanager
-    def step(self, name):
-        self.names.append(name)
-        yield lambda line: None
 
 
 def runner_of(container):
@@ -35,12 +23,12 @@ def at(month, day):
 
 
 def test_a_simulated_year_keeps_the_expected_backups_and_dry_run_is_what_prune_removes(
-        rpc, admin, backup_server, backup_service, settings, engine):
+        rpc, admin, backup_server, backup_service, settings, engine, backup_events):
     registered, daemon = backup_server
     runner = runner_of(backup_service)
     times = [at(1, 1), at(2, 1), at(3, 1), at(6, 1), at(12, 1), at(12, 20), at(12, 30), at(12, 31)]
     for taken_at in times:
-        runner.backups.run(registered["id"], Steps(), taken_at=taken_at)
+        runner.backups.run(registered["id"], Progress(), taken_at=taken_at)
     by_time = {b["taken_at"]: b for b in rpc.call("backup", "list_backups", admin, {})}
     assert len(by_time) == 8
     policy = {"keep_last": 2, "keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 3, "keep_yearly": 0}
@@ -72,6 +60,8 @@ def test_a_simulated_year_keeps_the_expected_backups_and_dry_run_is_what_prune_r
     assert {b["taken_at"] for b in left} == set(kept)
     snapshots = {p.name[:8] for p in (daemon.repository_dir("steward") / "snapshots").iterdir()}
     assert snapshots == {b["snapshot_id"][:8] for b in left}
+    [said] = [p for name, p in backup_events.until("backup_pruned") if name == "backup_pruned"]
+    assert (said["task_id"], said["state"], set(said["removed"]), said["kept"]) == (task["id"], "succeeded", removed, 4)
     again = rpc.call("backup", "prune", admin, registered["id"], {"dry_run": True})
     assert again["remove"] == []
 
