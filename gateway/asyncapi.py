@@ -47,6 +47,8 @@ def build_asyncapi(catalog=CATALOG):
             "payload": payload,
             "bindings": {"amqp": {"contentEncoding": "utf-8", "messageType": name, "bindingVersion": "0.3.0"}},
         }
+        if kind.schema.__doc__:  # what the fact means, where its schema says (a docstring is not inherited)
+            messages[name]["description"] = " ".join(kind.schema.__doc__.split())
         channels[name] = {
             "address": name,
             "title": f"{kind.source}.events, routing key {name}",

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 
 class EventSchema(Schema):
@@ -110,6 +110,28 @@ class DiskLow(EventSchema):
     free_percent = fields.Float(required=True)
 
 
+# Why tokens_revoked was emitted: the change that made the tokens stop working (or what they grant change).
+REVOCATION_REASONS = ("token_deleted", "agent_token_reissued", "server_deleted", "user_deleted", "user_changed",
+                      "password_changed", "signed_out", "orphans_removed")
+
+
+class TokensRevoked(EventSchema):
+    """API or agent tokens stopped working, or what they grant changed: every gateway process drops what it
+    cached of them, so a revoked token is refused at once, not when its cache entry
+    ends. It names whose tokens, never which token: a user's (every token of that user; ``user_changed``:
+    their role or groups changed) and a server's agent's (``server_ids``)."""
+    reason = fields.String(required=True, validate=validate.OneOf(REVOCATION_REASONS))
+    user_ids = fields.List(fields.Integer(), load_default=list, metadata={
+        "description": "Users whose tokens (API tokens and console sessions) are to be verified again"})
+    server_ids = fields.List(fields.Integer(), load_default=list, metadata={
+        "description": "Servers whose agent tokens are to be verified again"})
+
+    @validates_schema
+    def _names_someone(self, data, **kwargs):
+        if not data.get("user_ids") and not data.get("server_ids"):
+            raise ValidationError("names no user and no server", "user_ids")
+
+
 class BackupDiskLow(EventSchema):
     """A backup server's daemon saw its disk cross below its threshold (once per crossing)."""
     backup_server_id = fields.Integer(required=True)
@@ -160,6 +182,7 @@ CATALOG = {
         EventType("server_created", "inventory", ServerCreated, 1, "info"),
         EventType("server_updated", "inventory", ServerUpdated, 1, "info"),
         EventType("server_deleted", "inventory", ServerDeleted, 1, "info"),
+        EventType("tokens_revoked", "inventory", TokensRevoked, 1, "info", notifiable=False),
         EventType("install_progress", "provisioner", TaskProgress, 1, "info", notifiable=False),
         EventType("install_finished", "provisioner", TaskFinished, 1, "info"),
         EventType("update_progress", "updater", TaskProgress, 1, "info", notifiable=False),

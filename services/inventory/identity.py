@@ -32,6 +32,14 @@ def principal_of(token):
             "scope": "full", "server_id": None}
 
 
+def revoked_holders(tokens):
+    """Whose tokens ``tokens`` are, as the tokens_revoked event names them (shared/events.py): an agent
+    token's server, any other token's user; None when there are none."""
+    user_ids = sorted({t.user_id for t in tokens if t.scope != AGENT_SCOPE})
+    server_ids = sorted({t.server_id for t in tokens if t.scope == AGENT_SCOPE and t.server_id is not None})
+    return {"user_ids": user_ids, "server_ids": server_ids} if user_ids or server_ids else None
+
+
 def user_dict(user):
     return {
         "id": user.id,
@@ -109,12 +117,19 @@ class Identity:
         return user
 
     def delete_user(self, user_id):
+        """Removes the user and, with it, their tokens: returns whose tokens went (``revoked_holders``)."""
         user = self.user_by_id(user_id)
         owns = self.session.scalar(select(Server.name).where(Server.server_user_id == user.id).limit(1))
         if owns is not None:
             raise PermissionDenied(f"{user.name} is the server user of {owns}; give that server another user first")
+        # Agent tokens of servers this user once served stay theirs after the server user changed.
+        holders = revoked_holders(self._tokens_where(ApiToken.user_id == user.id))
         self.session.delete(user)
         self.session.flush()
+        return {"user_ids": [user_id], "server_ids": (holders or {}).get("server_ids", [])}
+
+    def _tokens_where(self, condition):
+        return list(self.session.scalars(select(ApiToken).where(condition)))
 
     def server_user(self, name=None):
         """The user a new server belongs to: the one named, or a new random one."""
@@ -151,11 +166,14 @@ class Identity:
         return list(self.session.scalars(query))
 
     def delete_token(self, principal, token_id):
+        """Revokes one token: returns whose it was (``revoked_holders``)."""
         token = self.session.get(ApiToken, token_id)
         if token is None or (not is_admin(principal) and token.user_id != principal["user_id"]):
             raise TokenNotFound(f"no token with id {token_id}")
+        holders = revoked_holders([token])
         self.session.delete(token)
         self.session.flush()
+        return holders
 
     def token_owner_for(self, principal, user_name):
         """Whose token a caller may create: their own, or anyone's for an admin."""
@@ -211,8 +229,11 @@ class Identity:
         self.session.flush()
 
     def sign_out(self, digest):
-        """End the console session whose token's hash (``token_hash``) is ``digest``."""
+        """End the console session whose token's hash (``token_hash``) is ``digest``: returns whose it was
+        (``revoked_holders``), None if there was none."""
+        ended = self._tokens_where((ApiToken.token_hash == digest) & (ApiToken.scope == SESSION_SCOPE))
         self.session.execute(delete(ApiToken).where(ApiToken.token_hash == digest, ApiToken.scope == SESSION_SCOPE))
+        return revoked_holders(ended)
 
     def authenticate(self, digest):
         """The principal of the token whose hash (``token_hash``) is ``digest``."""
@@ -230,14 +251,18 @@ class Identity:
         a restore or a hand-made change left behind."""
         orphan = (ApiToken.scope == AGENT_SCOPE) & (
             ApiToken.server_id.is_(None) | ~exists().where(Server.id == ApiToken.server_id))
-        ids = list(self.session.scalars(select(ApiToken.id).where(orphan).order_by(ApiToken.id)))
+        tokens = self._tokens_where(orphan)
+        ids = sorted(t.id for t in tokens)
         if delete_them and ids:
             self.session.execute(delete(ApiToken).where(ApiToken.id.in_(ids)))
-        return ids
+        return ids, revoked_holders(tokens) if delete_them else None
 
     def issue_agent_token(self, server):
-        """A new agent token for a server (its bundle carries it); earlier ones stop working."""
-        self.session.execute(
+        """A new agent token for a server (its bundle carries it); earlier ones stop working: (token, secret,
+        whose tokens went (``revoked_holders``, None for the first))."""
+        replaced = self.session.execute(
             delete(ApiToken).where(ApiToken.server_id == server.id, ApiToken.scope == AGENT_SCOPE)
-        )
-        return self.create_token(server.server_user, f"agent {server.name}", scope=AGENT_SCOPE, server_id=server.id)
+        ).rowcount
+        token, secret = self.create_token(server.server_user, f"agent {server.name}", scope=AGENT_SCOPE,
+                                          server_id=server.id)
+        return token, secret, {"user_ids": [], "server_ids": [server.id]} if replaced else None

@@ -132,17 +132,21 @@ class Servers:
         return server, changed
 
     def delete(self, principal, server_id):
+        """Removes the server, its agent tokens and a server user generated for it (with that user's tokens):
+        (its ref for server_deleted, whose tokens went for tokens_revoked)."""
         server = self.get(server_id)
         require_may_change(principal, server_rule_view(server), "delete")
         ref = server_ref(server)
         owner = server.server_user
+        revoked = {"user_ids": [], "server_ids": [server.id]}
         self.session.delete(server)
         self.session.flush()
         if owner.auto_created:
             # The generated server user existed only for this server (and its agent token).
+            revoked["user_ids"].append(owner.id)
             self.session.delete(owner)
             self.session.flush()
-        return ref
+        return ref, revoked
 
     def page(self, search=None, sort="name", state=None, page=1, per_page=25, os=None, runtime=None):
         """One page of the fleet list as rows, and the total (fleet.py: from memory, never stale)."""

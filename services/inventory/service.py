@@ -32,6 +32,12 @@ class InventoryService:
     request_id = RequestContext()
     idempotency = IdempotencyKeys(idempotency_keys)
 
+    def _tokens_revoked(self, reason, holders):
+        """Tell every gateway, in this transaction, to drop what it cached of these tokens (``holders``:
+        identity.revoked_holders; None: no token went)."""
+        if holders:
+            self.events.emit("tokens_revoked", reason=reason, **holders)
+
     @rpc
     def health(self):
         return {"service": self.name, "database": ping(self.db.session)}
@@ -62,8 +68,9 @@ class InventoryService:
 
     @rpc
     def delete_server(self, principal, server_id):
-        ref = self.db.servers.delete(principal, server_id)
+        ref, revoked = self.db.servers.delete(principal, server_id)
         self.events.emit("server_deleted", server=ref)
+        self._tokens_revoked("server_deleted", revoked)
         self.db.commit()
         return ref
 
@@ -114,7 +121,8 @@ class InventoryService:
     @rpc
     def orphan_agent_tokens(self, delete=False):
         """Agent tokens whose server is gone (ids); ``delete``: revoke them."""
-        found = self.db.identity.orphan_agent_tokens(delete)
+        found, revoked = self.db.identity.orphan_agent_tokens(delete)
+        self._tokens_revoked("orphans_removed", revoked)
         self.db.commit()
         return found
 
@@ -211,13 +219,14 @@ class InventoryService:
         except ValidationFailed:
             self.db.commit()  # the wrong current password counts as a failed sign-in
             raise
+        self._tokens_revoked("password_changed", {"user_ids": [user.id]})  # the user's other sessions ended
         self.db.commit()
         return identity_schemas.User().dump(user_dict(user))
 
     @rpc
     def sign_out(self, digest):
         """Ends the console session whose token's ``token_hash`` is ``digest``."""
-        self.db.identity.sign_out(digest)
+        self._tokens_revoked("signed_out", self.db.identity.sign_out(digest))
         self.db.commit()
 
     @rpc
@@ -247,13 +256,15 @@ class InventoryService:
         require_role(principal, "admin")
         changes = load_or_raise(identity_schemas.UserUpdate(), data, "user change")
         user = self.db.identity.update_user(user_id, changes)
+        if "role" in changes or "groups" in changes:  # what the user's cached tokens grant changed
+            self._tokens_revoked("user_changed", {"user_ids": [user.id]})
         self.db.commit()
         return identity_schemas.User().dump(user_dict(user))
 
     @rpc
     def delete_user(self, principal, user_id):
         require_role(principal, "admin")
-        self.db.identity.delete_user(user_id)
+        self._tokens_revoked("user_deleted", self.db.identity.delete_user(user_id))
         self.db.commit()
 
     @rpc
@@ -272,7 +283,8 @@ class InventoryService:
     def issue_agent_token(self, server_id):
         """For the provisioner: a fresh agent token for a server's bundle (never through the API)."""
         server = self.db.servers.get(server_id)
-        token, secret = self.db.identity.issue_agent_token(server)
+        token, secret, revoked = self.db.identity.issue_agent_token(server)
+        self._tokens_revoked("agent_token_reissued", revoked)
         self.db.commit()
         return {"server_id": server.id, "token": self.db.box.seal_for(AGENT_TOKEN, secret), "token_id": token.id}
 
@@ -284,6 +296,6 @@ class InventoryService:
 
     @rpc
     def delete_token(self, principal, token_id):
-        self.db.identity.delete_token(principal, token_id)
+        self._tokens_revoked("token_deleted", self.db.identity.delete_token(principal, token_id))
         self.db.commit()
 

@@ -75,7 +75,8 @@ def test_every_catalogued_event_is_in_the_asyncapi_document_and_its_real_payload
     # What the emitting service publishes (the notifier's samples are built with build_event too).
     payload = SAMPLES.get(name) or build_event(name, server_id=1, task_id="t-1", step="transfer", step_index=2,
                                                step_count=5, status="started", server_name="dns-1",
-                                               versions={"dns": "3.2.6"}, state="succeeded")
+                                               versions={"dns": "3.2.6"}, state="succeeded",
+                                               reason="server_deleted", server_ids=[1])
     assert not list(validator.iter_errors(payload)), list(validator.iter_errors(payload))[:3]
     assert list(validator.iter_errors(dict(payload, version=kind.version + 1)))  # another version is not this one
     required = document["components"]["schemas"][kind.schema.__name__]["required"]

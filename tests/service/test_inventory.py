@@ -114,7 +114,11 @@ def test_delete_removes_the_generated_server_user_and_its_tokens(rpc, admin, inv
         rpc.call("inventory", "get_server", admin, server["id"])
     with pytest.raises(NotAuthenticated):
         authenticate(rpc, server_user_token)
-    assert [name for name, _ in inventory_events()] == ["server_created", "server_deleted"]
+    events = inventory_events()
+    assert [name for name, _ in events] == ["server_created", "server_deleted", "tokens_revoked"]
+    revoked = events[-1][1]  # every gateway drops what it cached of the server's agent and of its server user
+    assert revoked["reason"] == "server_deleted" and revoked["server_ids"] == [server["id"]]
+    assert len(revoked["user_ids"]) == 1 and revoked["user_ids"] != [admin["user_id"]]  # the generated user
 
 
 def test_list_searches_sorts_filters_and_pages(rpc, admin):
