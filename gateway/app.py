@@ -4,7 +4,8 @@ import inspect
 import falcon
 
 from gateway import errors
-from gateway.middleware import Authentication, OperationContext, PrincipalCache, RequestContext, ResponseHeaders
+from gateway.auth_cache import PrincipalCache, RevocationFeed
+from gateway.middleware import Authentication, OperationContext, RequestContext, ResponseHeaders
 from gateway.asyncapi import build_asyncapi
 from gateway.client_address import ClientAddress, parse_trusted
 from gateway.openapi import build_spec
@@ -30,7 +31,7 @@ def rpc_client(settings):
     return RpcClient(settings.amqp_uri, timeout=timeout_of(settings), calls_per_service=bound or None)
 
 
-def create_app(settings, rpc=None, agent_publisher=None, services=None, health_probe=None):
+def create_app(settings, rpc=None, agent_publisher=None, services=None, health_probe=None, revocation_feed=None):
     """The API. ``services``: those /healthz expects running (default: every registered one)."""
     options = settings.section("gateway")
     rpc = rpc or rpc_client(settings)
@@ -62,7 +63,8 @@ def create_app(settings, rpc=None, agent_publisher=None, services=None, health_p
                                     max_backlog_seconds=float(options.get("health_max_backlog_seconds", 120))),
     }
     cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)),
-                           agent_ttl_seconds=float(options.get("agent_auth_cache_seconds", 300)))
+                           agent_ttl_seconds=float(options.get("agent_auth_cache_seconds", 300)),
+                           feed=revocation_feed or RevocationFeed(settings))
 
     app = falcon.App(middleware=[
         RequestContext(),

@@ -2,7 +2,6 @@
 then authentication."""
 import logging
 import re
-import threading
 import time
 
 from gateway.resources.session import COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_matches
@@ -98,44 +97,13 @@ class ResponseHeaders:
             resp.set_header("Cache-Control", "no-store")
 
 
-class PrincipalCache:
-    """Verified tokens for a few seconds, so most requests need no auth round trip.
-
-    An agent token is kept ``agent_ttl_seconds`` (default: as long as the others): it is used once per
-    heartbeat interval (30 s), so a shorter time asks inventory on every heartbeat, the fleet's largest
-    cost (docs/decisions.md). ``max_entries`` holds a whole fleet's agents, else it empties whenever full."""
-
-    def __init__(self, ttl_seconds, max_entries=250_000, clock=time.monotonic, agent_ttl_seconds=None):
-        self.ttl = ttl_seconds
-        self.agent_ttl = ttl_seconds if agent_ttl_seconds is None else agent_ttl_seconds
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries = {}
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        entry = self._entries.get(key)
-        if entry and entry[1] > self.clock():
-            return entry[0]
-        return None
-
-    def put(self, key, principal):
-        with self._lock:
-            if len(self._entries) >= self.max_entries:
-                now = self.clock()
-                self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-            self._entries[key] = (principal, self.clock() + (self.agent_ttl if is_agent(principal) else self.ttl))
-
-
 class Authentication:
     """``Authorization: Bearer <token>`` on every operation but the public ones; agent tokens where the table allows.
     Without that header, the web console's session cookie, and for a change also its CSRF token."""
 
     def __init__(self, authenticate, cache, operations):
         self.authenticate = authenticate  # token_hash(token) -> principal dict, raises NotAuthenticated
-        self.cache = cache
+        self.cache = cache  # gateway/auth_cache.py's PrincipalCache
         self.rules = {}
         for op in operations:
             self.rules[(op.uri_template, op.method)] = op.auth
@@ -153,10 +121,11 @@ class Authentication:
         header = req.get_header("Authorization")
         token = self.session_token(req) if header is None else self.bearer_token(header)
         digest = token_hash(token)  # what inventory stores, and all that crosses the broker
+        ticket = self.cache.ticket()  # before asking: a revocation heard meanwhile keeps the answer out
         principal = self.cache.get(digest)
         if principal is None:
             principal = self.authenticate(digest)
-            self.cache.put(digest, principal)
+            self.cache.put(digest, principal, ticket)
         if is_agent(principal) and rule is not Auth.AGENT:
             # An agent token (from a setup bundle) only reports for its own server.
             raise PermissionDenied("an agent token may only send its own server's heartbeats and statistics")

@@ -32,6 +32,11 @@ def event_publisher(config, source):
     return lambda name, body: dispatch(source, name, body)
 
 
+def event_exchange(config, source):
+    """``source``'s events exchange, declared as its relay declares it: for a consumer's queue of its own."""
+    return get_event_exchange(source, config)
+
+
 class _ThreadChannel:
     def __init__(self, amqp_uri, exchange):
         self.pid = os.getpid()
