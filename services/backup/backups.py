@@ -226,13 +226,14 @@ class Backups:
                 "remove": [dict(b, reasons=[]) for b in decision.remove]}
 
     def pruned(self, backup_server_id, progress):
-        """Remove what the retention policy removes: restic forget + prune as the daemon's prune user; the
-        Outcome unlists those backups (with the task's end and backup_pruned)."""
+        """Remove what the retention policy removes: restic forget + prune as the daemon's prune user, with the
+        snapshots no backup lists; the Outcome unlists those backups (with the task's end and backup_pruned)."""
         with progress.step("prune") as say:
             result = self.prune(backup_server_id, dry_run=False)
             removed = [b["id"] for b in result["remove"]]
-            self._forget_snapshots(backup_server_id, removed)
-            say(f"removed {len(removed)} backups, kept {len(result['keep'])}")
+            strays = self._forget_snapshots(backup_server_id, removed, strays=True)
+            say(f"removed {len(removed)} backups, kept {len(result['keep'])}"
+                + (f"; forgot {strays} snapshots that no backup listed" if strays else ""))
         return Outcome({"removed": removed, "kept": len(result["keep"])}, lambda session: self._unlist(session, removed),
                        f"unlisted {len(removed)} backups")
 
@@ -248,14 +249,25 @@ class Backups:
             self._unlist(session, [backup_id])
             session.commit()
 
-    def _forget_snapshots(self, backup_server_id, backup_ids):
-        if not backup_ids:
-            return
+    def _forget_snapshots(self, backup_server_id, backup_ids, strays=False):
+        """Forget the backups' snapshots as the prune user; with ``strays`` the snapshots that no backup lists too
+        (a run that restic had stored when another replica ended its task). Only a prune sweeps them: it runs
+        alone on its backup server (one task per server at a time), so no run is about to list one. Returns how
+        many strays went."""
+        if not backup_ids and not strays:
+            return 0
         with self.Session() as session:
             server = self.servers.load(session, backup_server_id)
-            snapshots = session.scalars(select(Backup.snapshot_id).where(Backup.id.in_(backup_ids))).all()
+            listed = dict(session.execute(select(Backup.id, Backup.snapshot_id)
+                                          .where(Backup.backup_server_id == backup_server_id)).all())
         repository = self.servers.repository(server, self.keyring.secret(), role="prune")
-        repository.forget(list(snapshots))
+        stray = []
+        if strays and server.repository in self.servers.refresh(backup_server_id)["repositories"]:  # made by a run
+            # restic 0.14's backup summary names a snapshot by its short id: a listed one is a prefix.
+            stray = [s["id"] for s in repository.snapshots()
+                     if not any(s["id"].startswith(snapshot) for snapshot in listed.values())]
+        repository.forget([listed[i] for i in backup_ids if i in listed] + stray)
+        return len(stray)
 
     @staticmethod
     def _unlist(session, backup_ids):

@@ -83,8 +83,9 @@ def test_every_ending_of_every_kind_says_so_once(rpc, admin, backup_server, engi
 
 
 def test_a_backup_task_ended_by_another_writes_no_backup_finished(rpc, admin, backup_server, engine):
-    """The event commits with the task's end: a replica whose task another ended (its lease lapsed) says nothing."""
-    registered, _ = backup_server
+    """The event commits with the task's end: a replica whose task another ended (its lease lapsed) says nothing,
+    and lists nothing."""
+    registered, daemon = backup_server
     with backup_in_its_dump(rpc, admin, engine, registered["id"]) as task:
         with engine.begin() as connection:  # as a replica that found this one's lease expired does
             connection.execute(text("UPDATE backup.tasks SET state = 'failed', error = 'interrupted: test', "
@@ -103,6 +104,15 @@ def test_a_backup_task_ended_by_another_writes_no_backup_finished(rpc, admin, ba
     wait_for(lambda: _scalar(engine, "SELECT count(*) FROM backup.outbox WHERE event = 'backup_finished' "
                                      "AND body->>'backup_server_id' = :id", id=str(registered["id"])) == 1,
              timeout=30, what="backup_finished in the outbox")
+    # restic had stored the cut run's snapshot: the next prune forgets it, as no backup lists it.
+    [listed] = rpc.call("backup", "list_backups", admin, {})
+    snapshots = daemon.repository_dir("steward") / "snapshots"
+    assert len(list(snapshots.iterdir())) == 2
+    rpc.call("backup", "set_retention_policy", admin, registered["id"], {"keep_last": 1})
+    prune, log = wait_task(rpc, admin, rpc.call("backup", "prune", admin, registered["id"], {"dry_run": False})["task"])
+    assert prune["state"] == "succeeded" and "forgot 1 snapshots that no backup listed" in log["steps"][0]["output"]
+    assert [p.name[:8] for p in snapshots.iterdir()] == [listed["snapshot_id"][:8]]
+    assert [b["id"] for b in rpc.call("backup", "list_backups", admin, {})] == [listed["id"]]
 
 
 def test_a_repeated_create_with_its_key_gets_its_first_task(rpc, admin, backup_server, engine):
