@@ -116,7 +116,7 @@ bench-console: install
 # Faults injected into a stack of its own during mixed traffic: kill -9 of every process, broker connections closed,
 # database backends terminated, the whole stack stopped, a control-plane outage; lost/duplicated/late/false alarms.
 bench-faults: install
-	$(PY) -m bench.faults
+	$(PY) -m bench.faults $(ROUNDS)
 
 # N simulated agents (heartbeats over HTTP, statistics over AMQP) against the whole stack while operators list and open
 # details; 1 % go silent, 1 % misbehave. Per 30 s window and overall: rates, lag, list, down detection, CPU, memory.

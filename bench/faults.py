@@ -32,6 +32,9 @@ its end or failed by the lease reaper, never twice); ``fleet_silence_detected`` 
 (from the end of the fault, the process or the stack started again, until a create sent after the fault
 began is answered 2xx and /healthz is 200).
 Targets: 0 lost, 0 run twice, 0 run late, 0 false alarms, every install finished exactly once.
+
+``make bench-faults ROUNDS="whole stack"`` (``python -m bench.faults WORDS...``) runs only the rounds whose
+label holds one of the words: to look at one fault again without the whole day.
 """
 import http.client
 import json
@@ -476,6 +479,8 @@ def main():
                    ("backends terminated", lambda: _terminate_backends(engine, env["STEWARD_DB_NAME"])),
                    ("whole stack stopped 5 s", _whole_stack(stack, 5.0)),
                    (f"control plane away {OUTAGE:.0f} s", _whole_stack(stack, OUTAGE))]
+        if sys.argv[1:]:
+            faults = [(label, inject) for label, inject in faults if any(word in label for word in sys.argv[1:])]
         confirmed = fleet.confirmed()
         before = counts(engine, fleet_ids, outboxes, counter, confirmed[1])
         sent_before, rows = confirmed[0], []

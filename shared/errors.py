@@ -121,6 +121,10 @@ class ServiceUnavailable(StewardError):
     http_status = 503
 
 
+class ServiceNotRunning(ServiceUnavailable):
+    """No replica of the service consumes its requests: the request was not sent, so trying again is safe."""
+
+
 class TaskNotFound(NotFound):
     code = "task_not_found"
 

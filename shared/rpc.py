@@ -36,7 +36,7 @@ import uuid
 from amqp.exceptions import NotFound as QueueNotFound
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from shared.errors import ServiceUnavailable, StewardError, from_remote
+from shared.errors import ServiceNotRunning, ServiceUnavailable, StewardError, from_remote
 from shared.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ IDEMPOTENCY_KEY_HEADER = "nameko.idempotency_key"
 idempotency_key_var = contextvars.ContextVar("idempotency_key", default=None)
 # A call beyond ``calls_per_service`` waits this long for one of the service's slots.
 SLOT_WAIT_SECONDS = 0.5
+PATIENT_RETRY_SECONDS = 1.0  # how often a patient call looks for a replica of a service that is not running
 
 
 def timeout_of(config):
@@ -277,7 +278,7 @@ class RpcClient:
                     if attempt == 2:
                         raise ServiceUnavailable("message broker is not reachable", {"broker": [str(exc)]}) from exc
         if not consumers:
-            raise ServiceUnavailable(f"service {service} is not running", {"service": [service]})
+            raise ServiceNotRunning(f"service {service} is not running", {"service": [service]})
 
     def service(self, name, request_id=None, deadline=None):
         return ServiceClient(self, name, request_id, deadline)
@@ -288,18 +289,32 @@ class ServiceClient:
     (a worker's, say) goes with every call, else the calling context's; ``deadline`` (a
     worker's) bounds every call."""
 
-    def __init__(self, client, name, request_id=None, deadline=None, timeout=None):
+    def __init__(self, client, name, request_id=None, deadline=None, timeout=None, patience=0.0):
         self._client, self._name, self._request_id, self._deadline = client, name, request_id, deadline
-        self._timeout = timeout
+        self._timeout, self._patience = timeout, patience
 
     def waiting(self, seconds):
         """The same client with calls that wait ``seconds`` instead of the client's timeout: for the few
         calls whose work is known to take longer (an uninstall over SSH)."""
-        return ServiceClient(self._client, self._name, self._request_id, self._deadline, seconds)
+        return ServiceClient(self._client, self._name, self._request_id, self._deadline, seconds, self._patience)
+
+    def patient(self, seconds):
+        """The same client with calls that, while no replica of the service runs, wait up to ``seconds`` for
+        one rather than failing at once: for background work (a task's last step after an install that took
+        minutes), not for a person waiting on an answer. Only a request never sent is sent again."""
+        return ServiceClient(self._client, self._name, self._request_id, self._deadline, self._timeout, seconds)
 
     def __getattr__(self, method):
         def call(*args, **kwargs):
-            return self._client.request(self._name, method, args, kwargs, timeout=self._timeout,
-                                        request_id=self._request_id, deadline=self._deadline)
+            give_up = time.monotonic() + self._patience
+            while True:
+                try:
+                    return self._client.request(self._name, method, args, kwargs, timeout=self._timeout,
+                                                request_id=self._request_id, deadline=self._deadline)
+                except ServiceNotRunning:
+                    if time.monotonic() >= give_up:
+                        raise
+                    log.info("service %s is not running: %s waits for a replica", self._name, method)
+                    time.sleep(PATIENT_RETRY_SECONDS)
 
         return call

@@ -86,6 +86,13 @@ class TaskRunner(DependencyProvider):
     slots_option = "max_parallel_tasks"
     default_slots, default_pool_size = 32, 10  # when the configuration section does not say
     rpc = RpcClients()  # for work outside workers: ``self.rpc.client().service(name)``
+    # How long a task's call waits for a service with no running replica (a stack restarting) before the
+    # task fails: a task is background work, and failing an install at its last step for that is worse.
+    patience_seconds = 120
+
+    def task_client(self, name):
+        """The RPC client tasks reach a service through: patient (see ``patience_seconds``)."""
+        return self.rpc.client().service(name).patient(self.patience_seconds)
 
     def setup(self):
         green.cooperate()

@@ -43,7 +43,7 @@ class InstallRunner(TaskRunner):
                                    own_broker_host=amqp.hostname or "127.0.0.1",
                                    monitoring=self.rpc.client().service("monitoring_ingest"))
         self.cleanup = Cleanup(self.Session, self.host_keys, inventory, self.issuer.rabbitmq_users, self.secret_box)
-        self.installer = Installer(self.store, self.host_keys, self.issuer, inventory, self.emit, self.secret_box,
+        self.installer = Installer(self.store, self.host_keys, self.issuer, self.task_client("inventory"), self.emit, self.secret_box,
                                    holder=self.holder, may_act=self.lease.held,
                                    cancel_point=self.cancel_point)
 

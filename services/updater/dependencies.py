@@ -49,11 +49,10 @@ class UpdateRunner(TaskRunner):
 
     def setup(self):
         super().setup()
-        client = self.rpc.client()
-        self.inventory = client.service("inventory")
-        self.monitoring = client.service("monitoring_ingest")
+        self.inventory = self.task_client("inventory")
+        self.monitoring = self.task_client("monitoring_ingest")
         self.secret_box = SecretBox(self.container.config["SECRET_KEY"])  # opens what inventory hands over sealed
-        self.hosts = Hosts(self.inventory, client.service("provisioner").pinned_host_key, self.options, self.secret_box)
+        self.hosts = Hosts(self.inventory, self.task_client("provisioner").pinned_host_key, self.options, self.secret_box)
 
     def run(self, task_id):
         task = self.store.row(task_id)

@@ -14,7 +14,7 @@ from kombu import Connection
 from nameko.extensions import DependencyProvider
 
 from shared.dependencies import RequestContext, RpcProxy, rpc, worker_deadline
-from shared.errors import NotFound, ServiceUnavailable
+from shared.errors import NotFound, ServiceNotRunning, ServiceUnavailable
 from shared.logs import request_id_var
 from shared.rpc import RpcClient, rpc_queue
 from tests.waiting import wait_for
@@ -101,6 +101,30 @@ def test_a_service_that_stopped_fails_at_once_though_its_queue_remains(client, s
     stopped.stop()  # its durable queue stays and would take the request; nobody consumes it
     with pytest.raises(ServiceUnavailable, match="service rpc_stopping is not running"):
         client.call("rpc_stopping", "ping")  # not "did not answer ping within 10 s"
+
+
+def test_a_patient_call_waits_for_a_replica_to_start_and_gives_up_after_its_time(client, start_service, caplog):
+    caplog.set_level(logging.INFO, logger="shared.rpc")
+    with pytest.raises(ServiceNotRunning):
+        client.service("rpc_late").ping()  # impatient: at once
+    with pytest.raises(ServiceNotRunning):
+        client.service("rpc_late").patient(1.5).ping()  # patient, for its time only
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(client.service("rpc_late").patient(60).ping()))
+    waiting.start()
+    wait_for(lambda: caplog.text.count("service rpc_late is not running: ping waits for a replica") >= 3,
+             what="the patient call waiting")  # two from the call that gave up, one (at least) from this one
+    start_service(Late)
+    waiting.join(30)
+    assert answers == ["pong"]
+
+
+class Late:
+    name = "rpc_late"
+
+    @rpc
+    def ping(self):
+        return "pong"
 
 
 class Stopping:
