@@ -22,8 +22,9 @@ consumes the service's queue, so a call to a service with no running replica
 fails at once with 503 instead of waiting out its deadline (docs/decisions.md
 has the measured reason). With ``calls_per_service``, at most that many calls
 of this process wait on one service at a time (a slow or hung service cannot
-hold every gateway thread); one more waits at most ``SLOT_WAIT_SECONDS`` for
-a slot, then fails with 503.
+hold every gateway thread). One more waits its turn while the service
+answers; when none of the calls holding its slots has ended for
+``SLOT_STALL_SECONDS``, it fails with 503 instead.
 """
 import contextvars
 import logging
@@ -52,8 +53,9 @@ IDEMPOTENCY_KEY_HEADER = "nameko.idempotency_key"
 # The Idempotency-Key of the request being served (the gateway sets it for creating operations); it
 # goes with the calls made meanwhile, and the service that creates keeps it (shared/idempotency.py).
 idempotency_key_var = contextvars.ContextVar("idempotency_key", default=None)
-# A call beyond ``calls_per_service`` waits this long for one of the service's slots.
-SLOT_WAIT_SECONDS = 0.5
+# A call beyond ``calls_per_service`` waits for a slot as long as the service's calls end; when none has
+# ended (and no slot was taken) for this long, the service looks hung and the call is refused.
+SLOT_STALL_SECONDS = 1.0
 PATIENT_RETRY_SECONDS = 1.0  # how often a patient call looks for a replica of a service that is not running
 
 
@@ -93,7 +95,7 @@ class RpcClient:
         self.exchange = Exchange(RPC_EXCHANGE, type="topic", durable=True)
         self._reply_key = str(uuid.uuid4())
         self._pending = {}
-        self._slots = {}
+        self._slots, self._moved = {}, {}  # service: its slots; when one of them was last taken or freed
         self._publish_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._pid = None
@@ -113,7 +115,7 @@ class RpcClient:
             if self._pid == os.getpid():
                 return
             self._reply_key = str(uuid.uuid4())
-            self._pending, self._slots = {}, {}
+            self._pending, self._slots, self._moved = {}, {}, {}
             self._stopping.clear()
             self._consumer_ready.clear()
             self._publisher = self._producer = self._inspector = None
@@ -236,6 +238,7 @@ class RpcClient:
         finally:
             self._pending.pop(correlation_id, None)
             if slot is not None:
+                self._moved[service] = time.monotonic()
                 slot.release()
         error = pending.body.get("error")
         if error:
@@ -246,18 +249,23 @@ class RpcClient:
         return pending.body.get("result")
 
     def _take_slot(self, service, deadline):
-        """One of the service's ``calls_per_service`` slots in this process, or 503 if none frees up soon."""
+        """One of the service's ``calls_per_service`` slots in this process. Beyond them a call waits its turn
+        while calls to the service end (a slow service is still answering), and gets 503 once none has ended
+        for ``SLOT_STALL_SECONDS`` (a hung one: the thread is not held until the deadline)."""
         if not self.calls_per_service:
             return None
         slot = self._slots.get(service)
         if slot is None:
             slot = self._slots.setdefault(service, threading.BoundedSemaphore(self.calls_per_service))
-        if not slot.acquire(timeout=max(0.0, min(SLOT_WAIT_SECONDS, deadline - time.time()))):
-            raise ServiceUnavailable(
-                f"service {service} is busy: {self.calls_per_service} calls from this process are waiting for it",
-                {"service": [service]},
-            )
-        return slot
+        while True:
+            if slot.acquire(timeout=max(0.0, min(SLOT_STALL_SECONDS, deadline - time.time()))):
+                self._moved[service] = time.monotonic()
+                return slot
+            stalled = time.monotonic() - self._moved.get(service, 0.0) >= SLOT_STALL_SECONDS
+            if stalled or time.time() >= deadline:
+                raise ServiceUnavailable(
+                    f"service {service} is busy: {self.calls_per_service} calls from this process are waiting "
+                    f"for it", {"service": [service]})
 
     def _publish(self, service, body, routing_key, correlation_id, headers):
         with self._publish_lock:

@@ -2,6 +2,7 @@
 service that is not there at all. Always the JSON error body, never a hang or a 500."""
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import eventlet
@@ -12,6 +13,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from gateway.app import create_app
 from gateway.app import rpc_client as gateway_rpc_client
 from gateway.routes import PREFIX
+import shared.rpc
 from shared.config import Settings, load_settings
 from shared.rpc import RPC_EXCHANGE, RpcClient
 from tests.monitoring.helpers import child_env
@@ -125,4 +127,48 @@ def test_a_hung_service_holds_only_its_share_of_the_gateways_threads(settings, a
                                 correlation_id=message.properties["correlation_id"])
         assert [call.result().json for call in waiting] == [[], []]
         queue(connection.default_channel).delete()
+    gateway_rpc.close()
+
+
+def test_a_slow_service_answers_every_call_beyond_its_share_in_turn(settings, admin_token, inventory, monkeypatch):
+    """The bound is two calls per service, a hung service is one whose calls end for 2 s; a replica answers
+    each call 1.2 s after taking it. Eight calls at once: the last two wait 3.6 s for their turn, longer
+    than any fixed wait for a slot would, while calls end, and every one is answered (none refused)."""
+    monkeypatch.setattr(shared.rpc, "SLOT_STALL_SECONDS", 2.0)
+    bounded = Settings(dict(settings, gateway=dict(settings.section("gateway"), calls_per_service=2)))
+    gateway_rpc = gateway_rpc_client(bounded)
+    client = testing.TestClient(create_app(bounded, rpc=gateway_rpc))
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    channels = f"{PREFIX}/notifications/channels"
+    assert client.simulate_get(f"{PREFIX}/servers", headers=auth).status_code == 200  # the token checked and cached
+    taken, consuming, stop = [], threading.Event(), threading.Event()
+    exchange = Exchange(RPC_EXCHANGE, type="topic", durable=True)
+    queue = Queue("rpc-notifier", exchange, routing_key="notifier.*", durable=True)
+
+    def slow_replica(connection):  # answers each request 1.2 s after taking it
+        with connection.Consumer(queue, callbacks=[lambda body, message: taken.append((time.monotonic(), message))],
+                                 no_ack=True), Producer(connection.default_channel, exchange=exchange,
+                                                        serializer="json") as replies:
+            consuming.set()
+            while not stop.is_set():
+                try:
+                    connection.drain_events(timeout=0.05)
+                except socket.timeout:
+                    pass
+                while taken and time.monotonic() - taken[0][0] >= 1.2:
+                    message = taken.pop(0)[1]
+                    replies.publish({"result": [], "error": None}, routing_key=message.properties["reply_to"],
+                                    correlation_id=message.properties["correlation_id"])
+
+    with Connection(settings.amqp_uri) as connection, ThreadPoolExecutor(8) as threads:
+        replica = eventlet.spawn(slow_replica, connection)
+        try:
+            wait_for(consuming.is_set, what="the slow replica consuming")
+            calls = [threads.submit(client.simulate_get, channels, headers=auth) for _ in range(8)]
+            answers = [call.result() for call in calls]
+        finally:
+            stop.set()
+            replica.wait()
+        queue(connection.default_channel).delete()
+    assert [(a.status_code, a.json) for a in answers] == [(200, [])] * 8
     gateway_rpc.close()
