@@ -3,27 +3,27 @@
 The stack comes up from nothing; the CLI on this machine talks to it through the published
 port; one replica of every service is SIGKILLed in the middle of a burst of creates,
 heartbeats and agent statistics; RabbitMQ restarts with messages in flight; the gateway is
-restarted one replica at a time. Every accepted request must be stored exactly once and every
-event delivered once; the figures are printed at the end of the run.
+restarted one replica at a time under load; a backup server (the daemon from its setup bundle,
+in a container of its own) takes a backup that verifies. Every accepted request must be stored
+exactly once and every event delivered once; the figures are printed at the end of the run.
 """
 import io
 import json
+import secrets
 import subprocess
 import tarfile
 import threading
 import time
-import uuid
 
-import pika
 import pytest
 import requests
 
-from cli.main import main as steward
 from shared.config import registered_services
 from shared.migrations import service_metadata
-from tests.compose.stack import BENCHMARK_RANGE, run
+from tests.compose.clients import (Agent, EventCounter, Traffic, api, cli, create_server, failure_window, poll_list,
+                                   stats_publisher)
+from tests.compose.stack import BENCHMARK_RANGE, LOCAL_PYTHON, run
 from tests.lab import lab_host
-from tests.monitoring.helpers import message
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.compose
@@ -31,127 +31,6 @@ pytestmark = pytest.mark.compose
 # Every long-running role of the image, each with two replicas.
 SERVICES = tuple(registered_services())
 ROLES = (*SERVICES, "consumer", "gateway")
-
-
-def cli(stack, *argv):
-    """The steward CLI on this machine against the stack's published port: (exit code, stdout)."""
-    out = io.StringIO()
-    from contextlib import redirect_stdout
-    with redirect_stdout(out):
-        code = steward(["--url", stack.url, "--token", stack.admin_token, *argv])
-    return code, out.getvalue()
-
-
-def api(stack, method, path, token=None, **kwargs):
-    headers = {"Authorization": f"Bearer {token or stack.admin_token}"}
-    return requests.request(method, f"{stack.url}/api/v2{path}", headers=headers, timeout=15, **kwargs)
-
-
-class Agent:
-    """A managed server's agent as the setup bundle configures it: its token and its RabbitMQ user."""
-
-    def __init__(self, stack, server_id):
-        response = api(stack, "GET", f"/servers/{server_id}/bundle")
-        assert response.status_code == 200, response.text
-        with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
-            config = json.load(tar.extractfile(f"setup-{server_id}/config/agent.json"))
-        self.stack, self.server_id = stack, server_id
-        self.token, self.rabbitmq = config["agent_token"], config["rabbitmq"]
-        self.seq = 0
-
-    def heartbeat(self):
-        self.seq += 1
-        body = message("heartbeat", self.server_id, self.seq)
-        status = requests.post(f"{self.stack.url}/api/v2/monitoring/heartbeat", json=body, timeout=15,
-                               headers={"Authorization": f"Bearer {self.token}"}).status_code
-        return self.seq, status
-
-    def connect(self):
-        # The bundle names the broker as agents reach it (the admin setting rabbitmq.host/port).
-        parameters = pika.ConnectionParameters(
-            self.rabbitmq["host"], self.rabbitmq["port"], "/",
-            pika.PlainCredentials(self.rabbitmq["user"], self.rabbitmq["password"]),
-            connection_attempts=1, socket_timeout=5, blocked_connection_timeout=10)
-        connection = pika.BlockingConnection(parameters)
-        channel = connection.channel()
-        channel.confirm_delivery()
-        return connection, channel
-
-
-def stats_publisher(agent, stopping, confirmed):
-    """Publishes system statistics with confirms until told to stop, reconnecting when the broker is away."""
-    seq, connection = 0, None
-    while not stopping.is_set():
-        try:
-            if connection is None or connection.is_closed:
-                connection, channel = agent.connect()
-            seq += 1
-            body = json.dumps(message("system", agent.server_id, seq)).encode()
-            channel.basic_publish("steward.agent", f"stats.system.{agent.server_id}", body,
-                                  # As the agent does: RabbitMQ checks user_id against the connection's user.
-                                  pika.BasicProperties(delivery_mode=2, content_type="application/json",
-                                                       user_id=agent.rabbitmq["user"]),
-                                  mandatory=True)
-            confirmed.append(seq)
-        except (pika.exceptions.AMQPError, OSError):
-            connection = None
-            time.sleep(0.2)
-    if connection is not None and connection.is_open:
-        connection.close()
-
-
-class EventCounter:
-    """A queue of the test's own on a service's events, counted as a deduplicating consumer sees them: per fact
-    (``identify``), how many distinct events (by the event's id) arrived. The outbox delivers at least once, so a
-    relay killed between publish and marking the row sent publishes that event again, with the same id, which
-    consumers drop; ``republished`` counts those, and a second *distinct* event for one fact is a real duplicate.
-    """
-
-    def __init__(self, stack, exchange, routing_key, identify):
-        self.connection = pika.BlockingConnection(pika.URLParameters(stack.amqp_uri))
-        self.channel = self.connection.channel()
-        self.queue = f"compose-test-events-{uuid.uuid4().hex[:6]}"
-        self.identify = identify
-        self.channel.exchange_declare(exchange, "topic", durable=True)
-        self.channel.queue_declare(self.queue, durable=True)
-        self.channel.queue_bind(self.queue, exchange, routing_key)
-        self.seen = {}
-        self.event_ids = {}
-        self.republished = 0
-
-    def drain(self):
-        while True:
-            method, _, body = self.channel.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                return self.seen
-            payload = json.loads(body)
-            key, ids = self.identify(payload), self.event_ids.setdefault(self.identify(payload), set())
-            if payload["id"] in ids:
-                self.republished += 1
-                continue
-            ids.add(payload["id"])
-            self.seen[key] = len(ids)
-
-    def close(self):
-        self.channel.queue_delete(self.queue)
-        self.connection.close()
-
-
-def poll_list(stack, stopping, samples):
-    while not stopping.is_set():
-        started = time.monotonic()
-        try:
-            status = api(stack, "GET", "/servers?per_page=5").status_code
-        except requests.RequestException:
-            status = 0
-        samples.append((started, status))
-        time.sleep(0.05)
-
-
-def failure_window(samples, since):
-    """(failed answers, seconds from the first to the last failed answer) of the list after ``since``."""
-    failed = [at for at, status in samples if at >= since and status != 200]
-    return len(failed), (failed[-1] - failed[0]) if failed else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +45,9 @@ def agent_setup(stack):
 
 
 def test_the_stack_comes_up_healthy_from_nothing_with_two_replicas(stack, all_healthy, figures):
-    all_healthy()
+    started = time.monotonic()
+    all_healthy()  # `up` waits for the database, the broker and the migrations, not for the gateways
+    figures(f"every container healthy {time.monotonic() - started:.1f} s after `compose up` returned")
     containers = stack.containers()
     for role in ROLES:
         replicas = [name for name in containers if f"_{role}_" in name]
@@ -205,11 +86,10 @@ def test_killing_one_replica_of_everything_loses_and_duplicates_nothing(stack, a
 
     def create_servers():
         while not stopping.is_set():
-            name = f"burst-{uuid.uuid4().hex[:10]}"
             try:
-                response = api(stack, "POST", "/servers", json={"name": name, "address": "198.18.1.1", "os": "ubuntu"})
+                name, response = create_server(stack, "burst")
             except requests.RequestException:
-                refused.append((name, 0))
+                refused.append((None, 0))
                 continue
             (created if response.status_code == 201 else refused).append(
                 (response.json()["id"], name) if response.status_code == 201 else (name, response.status_code))
@@ -224,7 +104,9 @@ def test_killing_one_replica_of_everything_loses_and_duplicates_nothing(stack, a
                 heartbeats.append(seq)
             time.sleep(0.02)
 
-    workers = [threading.Thread(target=create_servers), threading.Thread(target=send_heartbeats),
+    # Two creating clients, so a create is almost always in flight on the gateway that is killed.
+    workers = [threading.Thread(target=create_servers), threading.Thread(target=create_servers),
+               threading.Thread(target=send_heartbeats),
                threading.Thread(target=stats_publisher, args=(agent_setup, stopping, confirmed)),
                threading.Thread(target=poll_list, args=(stack, stopping, samples))]
     for worker in workers:
@@ -283,6 +165,9 @@ def test_killing_one_replica_of_everything_loses_and_duplicates_nothing(stack, a
             f"for {len(seen)} servers, {len(duplicated)} duplicated ({events.republished} republished by the outbox "
             f"with the same id, dropped by id); list: {len(samples)} requests, "
             f"{failures} failed after the kill over a window of {window:.2f} s")
+    # Every create was answered: one in flight on the killed gateway carries an Idempotency-Key, so the proxy sent
+    # it again to the other gateway, and inventory answered the repeat with the first answer (stored once, above).
+    assert not refused, refused
     # The list answered again once the surviving replicas took over, and kept answering.
     assert [status for _, status in samples[-20:]] == [200] * 20
     all_healthy()
@@ -401,3 +286,113 @@ def test_an_install_in_progress_is_marked_failed_when_its_provisioner_replica_st
     assert status == 0 and stopped_in < 30
     assert task["state"] == "failed" and "stopped" in task["error"] and seen == 1
     all_healthy()
+
+
+def test_a_rolling_restart_of_the_gateway_fails_no_request(stack, agent_setup, all_healthy, figures):
+    """An operator restarts the gateway one replica at a time (a new image, a changed setting) under load: every
+    request is answered 2xx. The stopping replica drains the proxy and answers what it took (gateway/gunicorn.conf.py,
+    gateway/worker.py); the proxy sends elsewhere what could not reach it (docker/haproxy/haproxy.cfg)."""
+    all_healthy()
+    created = []
+
+    def create():
+        name, response = create_server(stack, "roll")
+        if response.status_code == 201:
+            created.append(name)
+        return response
+
+    traffic = Traffic()
+    for kind, send, pause in (("create", create, 0), ("create", create, 0), ("heartbeat", agent_setup.send_heartbeat, 0.02),
+                              ("list", lambda: api(stack, "GET", "/servers?per_page=5"), 0.05)):
+        traffic.add(kind, send, pause)
+    timeline, windows = [], []
+    with traffic:
+        wait_for(lambda: len(traffic.answers) >= 50, timeout=60, interval=0.2, what="traffic before the restart")
+        started, since = time.monotonic(), int(time.time())
+        for name in sorted(stack.containers("gateway")):
+            grace = stack.inspect(name)["Config"]["StopTimeout"]  # compose's stop_grace_period
+            stopping = time.monotonic()
+            run(["docker", "stop", "-t", str(grace), name])
+            status = stack.inspect(name)["State"]["ExitCode"]
+            stopped = time.monotonic()
+            run(["docker", "start", name])
+            wait_for(lambda: stack.health(name) == "healthy", timeout=120, interval=0.5, what=f"{name} healthy again")
+            windows.append((name, stopping, time.monotonic()))
+            timeline.append(f"{name.split('_', 1)[1]} stopped at {stopping - started:.1f} s in "
+                            f"{stopped - stopping:.1f} s (status {status}), healthy at {time.monotonic() - started:.1f} s")
+        rolled = time.monotonic() - started
+        time.sleep(2)  # and a moment on both replicas again
+
+    failed = traffic.failed(started)
+    (wait, slowest), (gap, gapped) = traffic.longest_wait(), traffic.longest_gap()
+    figures(f"rolling restart of the gateway in {rolled:.1f} s ({'; '.join(timeline)}): requests "
+            + ", ".join(f"{kind} {traffic.count(kind)}" for kind in traffic.kinds())
+            + f"; failed {len(failed)}; longest wait for an answer {wait:.2f} s ({slowest}), "
+              f"longest gap between two 2xx answers {gap:.2f} s ({gapped})")
+    if failed:  # what the proxy and the gateways said about them (the proxy logs only what went wrong)
+        print(run(["docker", "logs", "--since", str(since), *stack.containers("proxy")], check=False).stdout[-4000:])
+        for name in stack.containers("gateway"):
+            logs = run(["docker", "logs", "--since", str(since), name], check=False)
+            print(name, [line for line in (logs.stdout + logs.stderr).splitlines() if "request failed" in line][-10:])
+    assert not failed, failed
+    assert all("(status 0)" in line for line in timeline), timeline
+    # Each kind of request was sent while each replica was away or starting, so the roll was under load.
+    for name, since_stop, until_healthy in windows:
+        assert all(traffic.count(kind, since_stop, until_healthy) for kind in traffic.kinds()), name
+    assert stack.sql("SELECT count(*) FROM inventory.servers WHERE name IN ('{}')".format("','".join(created))) \
+        == str(len(created))
+    all_healthy()
+
+
+def test_a_backup_server_takes_a_backup_of_the_stack_that_verifies(stack, tmp_path, figures):
+    """A backup server as an operator adds one: a managed server with the backup component whose setup bundle's
+    daemon (agent/backup_server/, run as the bundle's start_pv_backup.sh runs it) is a container of its own on the
+    stack's network; the backup service enrolls it, backs the control plane up to it through the API, and the
+    verification re-hashes it on the daemon and restores it into a scratch database."""
+    alias, container = f"backup-{stack.project}", f"{stack.project}-backup-server"
+    code, out = cli(stack, "settings", "set", f"backup.password={secrets.token_hex(12)}")
+    assert code == 0, out
+    code, out = cli(stack, "--json", "servers", "create", "--name", "backup-1", "--address", alias, "--os", "ubuntu",
+                    "--components", "backup")
+    assert code == 0, out
+    server_id = json.loads(out)["id"]
+    bundle = api(stack, "GET", f"/servers/{server_id}/bundle")
+    assert bundle.status_code == 200, bundle.text
+    with tarfile.open(fileobj=io.BytesIO(bundle.content)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    run(["docker", "rm", "-f", container], check=False)
+    run(["docker", "run", "-d", "--name", container, "--network", sorted(stack.networks())[0], "--network-alias", alias,
+         "-v", f"{tmp_path / f'setup-{server_id}'}:/opt/steward:ro", "-w", "/opt/steward", "-e", "PYTHONPATH=/opt/steward",
+         LOCAL_PYTHON, "python3", "-m", "agent.backup_server", "--config", "config/backup-server.json"])
+    try:
+        wait_for(lambda: "listening on" in run(["docker", "logs", container]).stderr, timeout=60, interval=0.5,
+                 what="the backup-server daemon listening")
+        registered = api(stack, "POST", "/backup-servers", json={"server_id": server_id, "port": 8743},
+                         headers={"Idempotency-Key": secrets.token_hex(8)})
+        assert registered.status_code == 201, registered.text
+        backup_server_id = registered.json()["id"]
+
+        def finished(response):
+            assert response.status_code == 202, response.text
+            task_id = response.json()["id"]
+            return wait_for(lambda: (lambda t: t["state"] in ("succeeded", "failed") and t)(
+                api(stack, "GET", f"/tasks/{task_id}").json()), timeout=180, interval=1, what=f"task {task_id}")
+
+        backed_up = finished(api(stack, "POST", "/backups", json={"backup_server_id": backup_server_id},
+                                 headers={"Idempotency-Key": secrets.token_hex(8)}))
+        assert backed_up["state"] == "succeeded", backed_up
+        listed = api(stack, "GET", f"/backups?backup_server_id={backup_server_id}").json()
+        assert [backup["task_id"] for backup in listed] == [backed_up["id"]], listed
+        verified = finished(api(stack, "POST", f"/backups/{listed[0]['id']}/actions/verify",
+                                headers={"Idempotency-Key": secrets.token_hex(8)}))
+        assert verified["state"] == "succeeded", verified
+        backup = api(stack, "GET", f"/backups/{listed[0]['id']}").json()
+        shown = api(stack, "GET", f"/backup-servers/{backup_server_id}").json()
+    finally:
+        daemon_log = run(["docker", "logs", container], check=False).stderr
+        run(["docker", "rm", "-f", container], check=False)
+    figures(f"backup to a backup-server container: {backup['size_bytes']} bytes in {backup['duration_ms']} ms "
+            f"(schemas {', '.join(backup['schemas'])}); verification {backup['verification']}: "
+            f"{backup['verification_detail']}")
+    assert backup["verification"] == "ok", (backup, daemon_log[-2000:])
+    assert shown["backups"] == 1 and shown["last_verification"] == "ok", shown
