@@ -6,9 +6,11 @@ over one day) and a backup-server daemon on 127.0.0.1 with the real restic. The 
 own domain code runs the steps (services/backup: BackupServers, KeyRing, Backups) in this process,
 without nameko or its task runner. Prints, for the first full backup (raw monitoring included), a
 second one of the unchanged database, verification and restore into a scratch database: wall
-time, bytes, and the CPU seconds of this process and its children (pg_dump, restic, pg_restore).
+time, bytes, the CPU seconds of this process and its children (pg_dump, restic, pg_restore, psql;
+not PostgreSQL's own backends), and the machine's load average as each began and ended.
 """
 import contextlib
+import os
 import resource
 import shutil
 import tempfile
@@ -28,8 +30,9 @@ from shared.db import make_engine
 from shared.migrations import upgrade
 
 NAME = "steward_bench_backup"
-SERVERS = 10_000
-MONITORED = 1_000
+# Smaller while iterating: STEWARD_BENCH_SERVERS=1000 STEWARD_BENCH_MONITORED=100 make bench-backup
+SERVERS = int(os.environ.get("STEWARD_BENCH_SERVERS", 10_000))
+MONITORED = int(os.environ.get("STEWARD_BENCH_MONITORED", 1_000))
 PASSWORD = "bench managed-backup password"
 
 
@@ -66,20 +69,21 @@ def cpu_seconds():
 
 @contextlib.contextmanager
 def measured(label, figures):
-    wall, (own, children) = time.perf_counter(), cpu_seconds()
+    wall, (own, children), load = time.perf_counter(), cpu_seconds(), os.getloadavg()[0]
     yield
     own_after, children_after = cpu_seconds()
     figures[label] = {"seconds": time.perf_counter() - wall, "cpu_self": own_after - own,
-                      "cpu_children": children_after - children}
+                      "cpu_children": children_after - children, "load": f"{load:.1f}->{os.getloadavg()[0]:.1f}"}
 
 
 def main():
+    from services.backup import reuse
     from services.backup.backup_servers import BackupServers
     from services.backup.backups import Backups, Progress
     from services.backup.keys import KeyRing
     from tests.backup.daemon_lab import drop_databases, enrolled_daemon
 
-    bench_environment(NAME)
+    name = bench_environment(NAME)["STEWARD_DB_NAME"]
     settings = load_settings()
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url, pool_size=2)
@@ -96,7 +100,7 @@ def main():
     keyring = KeyRing(Session, box, lambda: PASSWORD, clock)
     backups = Backups(Session, servers, keyring, settings.database_url, None, clock)
     figures = {}
-    scratch = f"{NAME}_restored"
+    scratch = f"{name}_restored"
     try:
         with enrolled_daemon(settings.secret_key, 1, work / "daemon") as daemon:
             registered = servers.register({"id": 1, "name": "bench-backup", "address": "127.0.0.1",
@@ -109,8 +113,12 @@ def main():
                 with measured(label, figures):
                     stored.append(backups.run(registered["id"], Progress()))
                 after = sum(p.stat().st_size for p in repository.rglob("*") if p.is_file())
+                with engine.connect() as connection:
+                    parts = connection.execute(text("SELECT parts FROM backup.backups WHERE id = :id"),
+                                               {"id": stored[-1]["id"]}).scalar()
                 figures[label].update(dump_bytes=stored[-1]["size_bytes"], added_bytes=stored[-1]["added_bytes"],
-                                      repository_growth=after - before)
+                                      repository_growth=after - before,
+                                      reused_tables=sum(map(len, reuse.reused(parts).values())))
             with measured("verify (server check + restore to scratch)", figures):
                 verified = backups.verify(stored[-1]["id"], Progress())
             figures["verify (server check + restore to scratch)"]["result"] = verified["verification"]

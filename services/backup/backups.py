@@ -15,7 +15,7 @@ from typing import Callable
 
 from sqlalchemy import delete, select, text
 
-from services.backup import dump, retention
+from services.backup import dump, retention, reuse
 from services.backup.exceptions import EngineFailed
 from services.backup.models import Backup, BackupServer
 from shared.errors import BackupNotFound, BackupServerFailed, Conflict
@@ -59,13 +59,15 @@ def backup_dict(row, server_name):
 
 
 class Backups:
-    def __init__(self, session_factory, servers, keyring, database_url, schemas, clock):
+    def __init__(self, session_factory, servers, keyring, database_url, schemas, clock,
+                 reuse_min_bytes=reuse.REUSE_MIN_BYTES):
         self.Session = session_factory
         self.servers = servers
         self.keyring = keyring
         self.database_url = database_url
         self.schemas = schemas  # every Steward schema, in one pg_dump (None: those the database holds)
         self.clock = clock
+        self.reuse_min_bytes = reuse_min_bytes  # smaller tables are dumped every time (reuse.py)
 
     # -- the catalogue ---------------------------------------------------------------
     def _load(self, session, backup_id):
@@ -109,6 +111,10 @@ class Backups:
         with self.Session() as session:
             server = self.servers.load(session, backup_server_id)
             name, include_raw = server.name, server.include_monitoring_raw
+            # What this backup may take from (reuse.py); nothing from one that verification found bad.
+            previous = session.execute(select(Backup.parts, Backup.verification).where(
+                Backup.backup_server_id == backup_server_id).order_by(Backup.taken_at.desc()).limit(1)).first()
+            previous = previous.parts if previous and previous.verification != "bad" else None
         with progress.step("key") as say:
             secret = self.keyring.secret()
             say("the backup key opens with the managed-backup password")
@@ -130,24 +136,44 @@ class Backups:
             started = time.monotonic()
             taken_at = taken_at or self.clock()
             schemas = self.schemas or dump.steward_schemas(self.database_url)
-            with progress.cancellable():  # a cancel kills pg_dump and restic: restic commits no snapshot
-                summary = dump.back_up(repository, self.database_url, schemas, include_raw, taken_at)
+            # A cancel kills pg_dump and restic where they are: restic commits no snapshot.
+            summary = dump.back_up(repository, self.database_url, schemas, include_raw, taken_at, previous=previous,
+                                   reuse_min_bytes=self.reuse_min_bytes, cancellable=progress.cancellable)
             duration_ms = int((time.monotonic() - started) * 1000)
+            sources = reuse.reused(summary["parts"])
             say(f"snapshot {summary['snapshot_id'][:8]}: {summary['total_bytes_processed']} bytes dumped, "
-                f"{summary['data_added']} added to the repository in {duration_ms} ms")
+                f"{summary['data_added']} added to the repository in {duration_ms} ms; "
+                f"{sum(map(len, sources.values()))} unchanged tables taken from {len(sources)} earlier snapshots")
         row = Backup(id=uuid.uuid4().hex, backup_server_id=backup_server_id, snapshot_id=summary["snapshot_id"],
                      taken_at=taken_at, schemas=list(schemas), include_monitoring_raw=include_raw,
                      size_bytes=summary["total_bytes_processed"], added_bytes=summary["data_added"],
-                     duration_ms=duration_ms, task_id=task_id)
-        return Outcome({"backup_id": row.id}, lambda session: session.add(row), f"listed as backup {row.id}")
+                     duration_ms=duration_ms, task_id=task_id, parts=summary["parts"])
+
+        def record(session):
+            self._still_stored(session, backup_server_id, sources)
+            session.add(row)
+
+        return Outcome({"backup_id": row.id}, record, f"listed as backup {row.id}")
+
+    def _still_stored(self, session, backup_server_id, sources):
+        """The earlier snapshots a backup reuses are still kept: a delete while it ran may have let them go. Holds
+        the backup server's row lock, as _forget_snapshots does, to the end of the caller's transaction."""
+        session.get(BackupServer, backup_server_id, with_for_update=True)
+        kept = reuse.snapshots_in_use(session.execute(select(Backup.snapshot_id, Backup.parts).where(
+            Backup.backup_server_id == backup_server_id)).all())
+        gone = sorted(set(sources) - kept)
+        if gone:
+            raise EngineFailed(f"snapshots {', '.join(gone)}, whose tables this backup reuses, were deleted while it "
+                               "ran; the next backup dumps those tables again")
 
     def _room_needed(self, backup_server_id):
-        """What the next backup may add: the last one's dump size (an upper bound, before deduplication)."""
+        """What the next backup may add: the last one's dump size and the size of the tables it reused (an upper
+        bound, before deduplication)."""
         with self.Session() as session:
-            last = session.scalar(select(Backup.size_bytes).where(Backup.backup_server_id == backup_server_id)
-                                  .order_by(Backup.taken_at.desc()).limit(1))
+            last = session.execute(select(Backup.size_bytes, Backup.parts).where(
+                Backup.backup_server_id == backup_server_id).order_by(Backup.taken_at.desc()).limit(1)).first()
             if last is not None:
-                return last
+                return last.size_bytes + reuse.reused_bytes(last.parts)
             return session.scalar(text(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = ANY(:schemas)"),
@@ -165,7 +191,7 @@ class Backups:
         with self.Session() as session:
             row = self._load(session, backup_id)
             server = self.servers.load(session, row.backup_server_id)
-            snapshot_id, schemas = row.snapshot_id, row.schemas
+            snapshot_id, schemas, parts = row.snapshot_id, row.schemas, row.parts is not None
         problems, notes = [], []
         with progress.step("server_check") as say:
             checked = self.servers.daemon(server).check(server.repository)
@@ -177,7 +203,7 @@ class Backups:
         with progress.step("restore_to_scratch") as say:
             scratch = VERIFY_DATABASE_PREFIX + backup_id[:16]
             try:
-                notes.append(self._restore_into(server, snapshot_id, scratch, schemas))
+                notes.append(self._restore_into(server, snapshot_id, scratch, schemas, parts))
                 say(notes[-1])
             except (EngineFailed, BackupServerFailed) as exc:
                 problems.append(f"restore into a scratch database failed: {failure_reason(exc)}")
@@ -194,10 +220,11 @@ class Backups:
         return Outcome({"backup_id": backup_id, "error": detail if problems else None}, record,
                        f"backup {backup_id}: {state}")
 
-    def _restore_into(self, server, snapshot_id, database, schemas):
+    def _restore_into(self, server, snapshot_id, database, schemas, parts):
         dump.create_scratch(self.database_url, database)
         started = time.monotonic()
-        dump.restore(self.servers.repository(server, self.keyring.secret()), snapshot_id, self.database_url, database)
+        dump.restore(self.servers.repository(server, self.keyring.secret()), snapshot_id, self.database_url, database,
+                     parts)
         tables = dump.schema_tables(self.database_url, database, schemas)
         return (f"restored into {database} in {time.monotonic() - started:.1f} s: "
                 + ", ".join(f"{schema} {count} tables" for schema, count in sorted(tables.items())))
@@ -208,9 +235,9 @@ class Backups:
         with self.Session() as session:
             row = self._load(session, backup_id)
             server = self.servers.load(session, row.backup_server_id)
-            snapshot_id, schemas = row.snapshot_id, row.schemas
+            snapshot_id, schemas, parts = row.snapshot_id, row.schemas, row.parts is not None
         with progress.step("restore") as say:
-            say(self._restore_into(server, snapshot_id, into, schemas))
+            say(self._restore_into(server, snapshot_id, into, schemas, parts))
         return Outcome({"backup_id": backup_id, "into": into})
 
     # -- retention ---------------------------------------------------------------------
@@ -244,30 +271,45 @@ class Backups:
         if backup_id in kept and kept[backup_id] != ["no retention rule"]:
             raise Conflict(f"backup {backup_id} is kept by the retention policy ({', '.join(kept[backup_id])})",
                            {"backup_id": kept[backup_id]})
-        self._forget_snapshots(backup["backup_server_id"], [backup_id])
-        with self.Session() as session:
-            self._unlist(session, [backup_id])
-            session.commit()
+        self._forget_snapshots(backup["backup_server_id"], [backup_id], unlist=True)
 
-    def _forget_snapshots(self, backup_server_id, backup_ids, strays=False):
-        """Forget the backups' snapshots as the prune user; with ``strays`` the snapshots that no backup lists too
-        (a run that restic had stored when another replica ended its task). Only a prune sweeps them: it runs
-        alone on its backup server (one task per server at a time), so no run is about to list one. Returns how
-        many strays went."""
+    def _forget_snapshots(self, backup_server_id, backup_ids, strays=False, unlist=False):
+        """Forget the backups' snapshots as the prune user, but those a kept backup reuses (a backup that
+        reuses one keeps it); with ``strays`` the snapshots that no backup lists or reuses too (a run that
+        restic had stored when another replica ended its task). Only a prune sweeps them: it runs alone on its
+        backup server (one task per server at a time), so no run is about to list one. With ``unlist`` the
+        backups leave the catalogue in the same transaction. Returns how many strays went."""
         if not backup_ids and not strays:
             return 0
+        # Before the row lock below: refresh writes the backup server's row.
+        made = strays and self._repository_made(backup_server_id)
+        secret = self.keyring.secret()
         with self.Session() as session:
+            # One at a time with a run's record step (_still_stored): it cannot list a backup that reuses a
+            # snapshot forgotten here.
+            session.get(BackupServer, backup_server_id, with_for_update=True)
             server = self.servers.load(session, backup_server_id)
-            listed = dict(session.execute(select(Backup.id, Backup.snapshot_id)
-                                          .where(Backup.backup_server_id == backup_server_id)).all())
-        repository = self.servers.repository(server, self.keyring.secret(), role="prune")
-        stray = []
-        if strays and server.repository in self.servers.refresh(backup_server_id)["repositories"]:  # made by a run
-            # restic 0.14's backup summary names a snapshot by its short id: a listed one is a prefix.
-            stray = [s["id"] for s in repository.snapshots()
-                     if not any(s["id"].startswith(snapshot) for snapshot in listed.values())]
-        repository.forget([listed[i] for i in backup_ids if i in listed] + stray)
+            listed = {row.id: row for row in session.execute(select(Backup.id, Backup.snapshot_id, Backup.parts)
+                                                             .where(Backup.backup_server_id == backup_server_id))}
+            kept = reuse.snapshots_in_use((r.snapshot_id, r.parts) for i, r in listed.items() if i not in backup_ids)
+            going = reuse.snapshots_in_use((r.snapshot_id, r.parts) for i, r in listed.items() if i in backup_ids)
+            repository = self.servers.repository(server, secret, role="prune")
+            stray = []
+            if made:
+                # restic 0.14's backup summary names a snapshot by its short id: a listed one is a prefix.
+                stray = [s["id"] for s in repository.snapshots()
+                         if not any(s["id"].startswith(snapshot) for snapshot in kept | going)]
+            repository.forget(sorted(going - kept) + stray)
+            if unlist:
+                self._unlist(session, backup_ids)
+                session.commit()
         return len(stray)
+
+    def _repository_made(self, backup_server_id):
+        """Whether a run made the backup server's repository yet."""
+        with self.Session() as session:
+            repository = self.servers.load(session, backup_server_id).repository
+        return repository in self.servers.refresh(backup_server_id)["repositories"]
 
     @staticmethod
     def _unlist(session, backup_ids):

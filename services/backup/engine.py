@@ -13,7 +13,8 @@ import requests
 from services.backup.exceptions import EngineFailed
 from shared.errors import BackupServerFailed
 
-STDIN_FILENAME = "steward.dump"
+STDIN_FILENAME = "steward.dump"  # a backup from before parts: one pg_dump archive
+PARTS_FILENAME = "steward.parts"  # a backup's header, schema and data (services/backup/dump.py)
 RESTIC_TIMEOUT = 3600
 
 
@@ -46,23 +47,38 @@ class Repository:
     def snapshots(self):
         return json.loads(self.run("snapshots", "--json") or b"[]")
 
-    def backup(self, stdin, taken_at=None, tags=()):
-        """Back up what ``stdin`` (a file or pipe) holds; returns restic's summary (snapshot_id, data_added, ...)."""
-        argv = ["backup", "--json", "--stdin", "--stdin-filename", STDIN_FILENAME]
+    def backup(self, stdin, taken_at=None, tags=(), filename=STDIN_FILENAME, feed=None):
+        """Back up what ``stdin`` (a file or pipe) holds as ``filename``; ``feed()``, when given, runs while restic
+        reads (it fills the pipe). Returns restic's summary (snapshot_id, data_added, ...)."""
+        argv = ["backup", "--json", "--quiet", "--stdin", "--stdin-filename", filename]
         if taken_at is not None:
             argv += ["--time", taken_at.strftime("%Y-%m-%d %H:%M:%S")]
         for tag in tags:
             argv += ["--tag", tag]
-        out = self.run(*argv, stdin=stdin)
+        process = subprocess.Popen(["restic", *argv], env=self.environment(), stdin=stdin, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        try:
+            if feed is not None:
+                feed()
+            out, err = process.communicate(timeout=RESTIC_TIMEOUT)
+        except BaseException as exc:
+            stopped = process.poll()
+            process.kill()
+            err = process.communicate()[1]
+            if stopped and isinstance(exc, EngineFailed):  # restic stopped first: its reason, not the broken pipe's
+                raise EngineFailed(_said(err)) from None
+            raise
+        if process.returncode:
+            raise EngineFailed(_said(err))
         for line in reversed(out.splitlines()):
             message = json.loads(line)
             if message.get("message_type") == "summary":
                 return message
         raise EngineFailed("restic backup printed no summary")
 
-    def dump(self, snapshot_id, stdout):
-        """Write the snapshot's dump to ``stdout`` (a file or pipe); restic checks every blob it reads."""
-        process = subprocess.Popen(["restic", "dump", snapshot_id, STDIN_FILENAME], env=self.environment(),
+    def dump(self, snapshot_id, stdout, filename=STDIN_FILENAME):
+        """Write the snapshot's ``filename`` to ``stdout`` (a file or pipe); restic checks every blob it reads."""
+        process = subprocess.Popen(["restic", "dump", snapshot_id, filename], env=self.environment(),
                                    stdout=stdout, stderr=subprocess.PIPE)
         return process
 

@@ -99,7 +99,7 @@ class Backup(Base):
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     schemas: Mapped[list] = mapped_column(JSONB)
     include_monitoring_raw: Mapped[bool] = mapped_column(Boolean)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)  # the dump's size
+    size_bytes: Mapped[int] = mapped_column(BigInteger)  # what this backup dumped (reused tables not counted)
     added_bytes: Mapped[int] = mapped_column(BigInteger)  # what this backup added to the repository
     duration_ms: Mapped[int] = mapped_column(Integer)
     task_id: Mapped[str | None] = mapped_column(String(32))
@@ -107,6 +107,9 @@ class Backup(Base):
     verification: Mapped[str] = mapped_column(String(16), server_default="unverified")
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verification_detail: Mapped[str | None] = mapped_column(Text)
+    # Its snapshot's fingerprints and the restic snapshot each big table's data is in (reuse.py); None for a
+    # backup from before parts (one pg_dump archive).
+    parts: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
