@@ -30,9 +30,9 @@ ENV PATH=/opt/steward/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     STEWARD_BIND=0.0.0.0:8080 \
     STEWARD_UPDATER_STORAGE=/var/lib/steward/images
-# The backup service pipes pg_dump into restic (and restic dump into pg_restore): both from the base's own
-# Debian release, the client at the server's major version (docker-compose.yml's and k8s/'s PostgreSQL 15;
-# pg_dump refuses a newer server). Before the application layers, so a code change rebuilds none of this.
+# The backup service pipes pg_dump into restic, and restic dump through pg_restore into psql: both packages from
+# the base's own Debian release, the client at the server's major version (docker-compose.yml's and k8s/'s
+# PostgreSQL 15; pg_dump refuses a newer server). Before the application layers, so a code change rebuilds none of this.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends restic postgresql-client-15 \
     && rm -rf /var/lib/apt/lists/*
