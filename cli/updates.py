@@ -12,11 +12,10 @@
 import argparse
 import io
 import os
-import time
 
 from cli.output import as_json, listing, record, table
 from cli.servers import find_server
-from cli.tasks import FINISHED, follow
+from cli.tasks import follow
 from shared.components import INSTALLABLE
 
 
@@ -57,16 +56,8 @@ def servers_update(api, args):
             return as_json(accepted)
         print(f"update task {accepted['task_id']} queued for {server['name']}")
         return 0
-    shown = None
-    while True:
-        task = api.get(f"/update-tasks/{accepted['task_id']}")
-        line = f"step {task['step_index']} of {task['step_count']}: {task['current_step'] or task['state']}"
-        if line != shown and not args.json:
-            print(line)
-            shown = line
-        if task["state"] in FINISHED:
-            break
-        time.sleep(args.poll_seconds)
+    follow(api, accepted["task_id"], out=io.StringIO() if args.json else None, interval=args.poll_seconds)
+    task = api.get(f"/update-tasks/{accepted['task_id']}")  # with each component's outcome
     if args.json:
         as_json(task)
     else:
