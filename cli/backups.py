@@ -8,6 +8,7 @@
     steward backups run --server BACKUP_SERVER [--wait]
     steward backups verify ID [--wait]
     steward backups restore ID --into DATABASE [--wait]
+    steward backups restore ID --live [--yes] [--wait]   (replaces the control plane's database: asks first)
     steward backups prune --server BACKUP_SERVER [--dry-run]
     steward backups delete ID
 
@@ -90,7 +91,27 @@ def backups_verify(api, args):
 
 
 def backups_restore(api, args):
-    return _task(api, args, api.create(f"/backups/{args.backup}/actions/restore", {"into": args.into}))
+    path = f"/backups/{args.backup}/actions/restore"
+    if not args.live:
+        return _task(api, args, api.create(path, {"into": args.into}))
+    try:  # unconfirmed, the API refuses and names the live database: the operator types that name back
+        return _task(api, args, api.create(path, {"live": True}))
+    except ApiError as refused:
+        live = (refused.body.get("details") or {}).get("live_database")
+        if refused.status != 400 or not live:
+            raise
+        live = live[0]
+    if not args.yes:
+        print(f"This replaces the control plane's database {live} with backup {args.backup}: everything changed since "
+              f"that backup is undone (the database as it is now is kept, renamed, connections off).")
+        try:
+            typed = input(f"Type {live} to go on: ").strip()
+        except EOFError:
+            typed = ""
+        if typed != live:
+            print("not confirmed: nothing restored")
+            return 1
+    return _task(api, args, api.create(path, {"live": True, "confirm": live}))
 
 
 def backups_prune(api, args):
@@ -148,7 +169,11 @@ def add_commands(groups):
         else:
             p.add_argument("backup", help="backup id")
         if name == "restore":
-            p.add_argument("--into", required=True, metavar="DATABASE", help="a new database to restore into")
+            target = p.add_mutually_exclusive_group(required=True)
+            target.add_argument("--into", metavar="DATABASE", help="a new database to restore into")
+            target.add_argument("--live", action="store_true",
+                                help="replace the control plane's own database with the backup (asks first)")
+            p.add_argument("--yes", action="store_true", help="with --live: no question (scripts)")
         p.add_argument("--wait", action="store_true", help="follow the task; exit 1 if it fails")
         p.set_defaults(func=func)
     p = backups.add_parser("prune", help="apply the retention policy (or only list what it would remove)")

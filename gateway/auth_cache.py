@@ -7,7 +7,8 @@ heartbeat was the fleet's largest cost, docs/decisions.md). A token revoked mean
 keep working that long: inventory emits ``tokens_revoked`` in the transaction that revokes
 (server deleted, bundle re-issued, token deleted, user deleted or changed, password changed,
 signed out), and ``RevocationFeed`` (one per gateway process) drops the matching entries as it
-arrives.
+arrives. A live restore (backup's ``backup_restored`` with ``live``) drops every entry: tokens made after
+the backup are gone from the database, and no revocation names them.
 
 An agent entry is trusted its long time only while the feed could have told it otherwise: it is
 made while the feed consumes, and the feed has not lost its connection since. An entry made before
@@ -22,7 +23,7 @@ import threading
 import time
 import uuid
 
-from kombu import Connection, Consumer, Queue
+from kombu import Connection, Consumer, Queue, binding
 
 from shared.authz import is_agent
 from shared.events import load_event
@@ -31,6 +32,7 @@ from shared.publisher import event_exchange
 log = logging.getLogger("gateway.auth_cache")
 
 REVOKED = "tokens_revoked"  # the event (shared/events.py) and so the routing key on inventory.events
+RESTORED = "backup_restored"  # on backup.events: with live, the database behind every cached token was replaced
 
 
 class PrincipalCache:
@@ -127,6 +129,7 @@ class RevocationFeed:
     def __init__(self, settings, reconnect_seconds=1.0, heartbeat=10):
         self.amqp_uri = settings.amqp_uri
         self.exchange = event_exchange(settings, "inventory")  # as inventory's relay declares it
+        self.backup_exchange = event_exchange(settings, "backup")
         self.reconnect_seconds = reconnect_seconds
         self.heartbeat = heartbeat
         self.feed_id = uuid.uuid4().hex[:8]
@@ -153,11 +156,17 @@ class RevocationFeed:
                 self._pid = os.getpid()
 
     def _queue(self):
-        return Queue(f"gateway.revocations-{os.getpid()}-{self.feed_id}", exchange=self.exchange, routing_key=REVOKED,
-                     exclusive=True, auto_delete=True, durable=False)
+        return Queue(f"gateway.revocations-{os.getpid()}-{self.feed_id}", exclusive=True, auto_delete=True,
+                     durable=False, bindings=[binding(self.exchange, routing_key=REVOKED),
+                                              binding(self.backup_exchange, routing_key=RESTORED)])
 
     def _listen_forever(self, cache):
         def on_message(body, message):
+            if message.delivery_info.get("routing_key") == RESTORED:
+                if isinstance(body, dict) and body.get("live") and body.get("state") == "succeeded":
+                    log.info("the database was restored from a backup: dropped all %d cached tokens",
+                             cache.revoke(everyone=True), extra={"event_id": body.get("id")})
+                return
             try:
                 event = load_event(REVOKED, body)
             except Exception as exc:  # whose tokens it meant is unknown (a newer inventory?): forget everyone's

@@ -399,7 +399,9 @@ OPERATIONS = [
               "database here; returns the task (202)",
               response=task_schemas.Task, status=202, location="/tasks/{id}", errors=(409,), access=ADMIN, idempotent=True),
     Operation("POST", "/backups/{backup_id:hexid}/actions/restore", backup.Restore, "Backups",
-              "Restore a backup into a new database (`into`); returns the task (202)",
+              "Restore a backup into a new database (`into`), or in place of the control plane's own database "
+              "(`live: true` with `confirm`: the live database's name; seconds of downtime, the database as it was "
+              "kept under a new name; a wrong `confirm` is a 400 naming it); returns the task (202)",
               body=backup_schemas.RestoreRequest, response=task_schemas.Task, status=202, location="/tasks/{id}",
               errors=(409,), access=ADMIN, idempotent=True),
     Operation("GET", "/backup-schedules", backup.ScheduleCollection, "Backups", "Backup and verification schedules",

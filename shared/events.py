@@ -158,7 +158,10 @@ class BackupEvent(BackupTaskEvent):
 
 
 class BackupRestored(BackupEvent):
-    into = fields.String(required=True)  # the database restored into
+    into = fields.String(required=True)  # the database restored into (with live: the live database's name)
+    # live: the control plane's own database was replaced by the backup (gateways forget every cached token)
+    live = fields.Boolean(load_default=False)
+    replaced = fields.String(allow_none=True, load_default=None)  # live: the name the database as it was now has
 
 
 class BackupPruned(BackupTaskEvent):

@@ -13,12 +13,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import make_url
 
 from services.backup import dump, retention, reuse
 from services.backup.exceptions import EngineFailed
-from services.backup.models import Backup, BackupServer
+from services.backup.models import Backup, BackupServer, Task, TaskStep
 from shared.errors import BackupNotFound, BackupServerFailed, Conflict
+from shared.migrations import upgrade
 
 VERIFY_DATABASE_PREFIX = "steward_verify_"
 
@@ -47,6 +50,10 @@ class Progress:
     def cancellable(self):
         """A stretch that a cancel may cut short where it is (child processes only: no database call inside)."""
         return contextlib.nullcontext()
+
+    def across(self, swap):
+        """``swap()`` puts another database in the place of this one; a task's own rows go along with it."""
+        return swap()
 
 
 def backup_dict(row, server_name):
@@ -239,6 +246,74 @@ class Backups:
         with progress.step("restore") as say:
             say(self._restore_into(server, snapshot_id, into, schemas, parts))
         return Outcome({"backup_id": backup_id, "into": into})
+
+    def restore_live(self, backup_id, progress):
+        """The control plane back to the backup: restored into a scratch database while the live one serves,
+        migrated to this code's head, its stale state settled, then swapped in by name (dump.swap: seconds of
+        refused connections, which the services ride out). The database as it was stays, renamed and closed."""
+        with self.Session() as session:
+            row = self._load(session, backup_id)
+            server = self.servers.load(session, row.backup_server_id)
+            snapshot_id, schemas, parts = row.snapshot_id, row.schemas, row.parts is not None
+        live = make_url(self.database_url).database
+        scratch = f"{live[:46]}_restore_{backup_id[:8]}"
+        replaced = f"{live[:39]}_replaced_{self.clock():%Y%m%d%H%M%S}"
+        scratch_url = make_url(self.database_url).set(database=scratch).render_as_string(hide_password=False)
+        try:
+            with progress.step("restore") as say:
+                say(self._restore_into(server, snapshot_id, scratch, schemas, parts))
+            with progress.step("migrate") as say:
+                before = dump.revisions(self.database_url, scratch)
+                upgrade(scratch_url)
+                moved = {s: (v, after) for s, after in dump.revisions(self.database_url, scratch).items()
+                         if (v := before.get(s)) != after}
+                say("migrated " + ", ".join(f"{s} {v} -> {a}" for s, (v, a) in sorted(moved.items()))
+                    if moved else "the backup's schemas are at this code's revisions already")
+                say(self._settle(scratch_url, backup_id))
+            with progress.step("swap") as say:
+                progress.across(lambda: dump.swap(self.database_url, scratch, replaced))
+                say(f"{scratch} is now {live}; the database as it was is kept as {replaced}, connections off: "
+                    f"inspect it (ALTER DATABASE {replaced} ALLOW_CONNECTIONS true) or DROP DATABASE {replaced}")
+        finally:
+            dump.drop_scratch(self.database_url, scratch)  # gone by its name once swapped in
+        return Outcome({"backup_id": backup_id, "into": live, "live": True, "replaced": replaced})
+
+    def _settle(self, scratch_url, backup_id):
+        """What the restored database must not take from the past: its unsent events (sent since), its backup tasks
+        at work when it was dumped (its own backup's among them: they take their end from the live database, or
+        fail here, rather than be reaped with backup_failed), and a catalogue missing the backups stored since
+        (prune would forget their snapshots as strays)."""
+        sent = dump.settle(self.database_url, make_url(scratch_url).database)
+        tasks, steps = Task.__table__, TaskStep.__table__
+        engine = create_engine(scratch_url)
+        try:
+            with engine.begin() as connection:
+                open_ids = connection.execute(select(tasks.c.id).where(tasks.c.state.in_(("queued", "running"))))
+                open_ids = open_ids.scalars().all()
+                with self.Session() as session:
+                    catalogue = [dict(r) for r in session.execute(select(Backup.__table__)).mappings()]
+                    ended = [dict(r) for r in session.execute(select(tasks).where(
+                        tasks.c.id.in_(open_ids), tasks.c.state.not_in(("queued", "running")))).mappings()]
+                    ended_steps = [dict(r) for r in session.execute(select(steps).where(
+                        steps.c.task_id.in_([t["id"] for t in ended]))).mappings()]
+                for task in ended:  # as the live database ended them
+                    connection.execute(delete(steps).where(steps.c.task_id == task["id"]))
+                    connection.execute(update(tasks).where(tasks.c.id == task["id"]).values(task))
+                if ended_steps:
+                    connection.execute(insert(steps).values(ended_steps))
+                failed = connection.execute(update(tasks).where(tasks.c.state.in_(("queued", "running"))).values(
+                    state="failed", finished_at=self.clock(),
+                    error=f"ended by the live restore of backup {backup_id}: it was at work when that backup was taken"
+                )).rowcount
+                servers = set(connection.execute(select(BackupServer.id)).scalars())
+                kept = [r for r in catalogue if r["backup_server_id"] in servers]
+                added = connection.execute(insert(Backup.__table__).values(kept).on_conflict_do_nothing()
+                                           .returning(Backup.id)).all() if kept else []
+        finally:
+            engine.dispose()
+        return (f"{sent} events the backup had not sent marked sent; of the backup tasks it held at work, "
+                f"{len(ended)} ended as they did since, {failed} failed; {len(added)} backups stored since it listed "
+                "again")
 
     # -- retention ---------------------------------------------------------------------
     def plan(self, backup_server_id):

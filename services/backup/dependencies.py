@@ -5,6 +5,7 @@ import contextlib
 import logging
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 from services.backup.backup_servers import BackupServers
 from services.backup.backups import Backups, Progress, failure_reason
@@ -21,6 +22,7 @@ log = logging.getLogger("backup")
 KINDS = ("backup", "verify", "restore", "prune")
 # The steps each kind reports, in order ("step k of N" is known when it is queued).
 STEPS = {"backup": 4, "verify": 3, "restore": 1, "prune": 2}
+LIVE_RESTORE_STEPS = 3  # restore, migrate, swap
 # Each kind's event at its end: (when it succeeded, when it failed or was cancelled). One per task, always.
 EVENTS = {"backup": ("backup_finished", "backup_failed"), "verify": ("backup_verified",) * 2,
           "restore": ("backup_restored",) * 2, "prune": ("backup_pruned",) * 2}
@@ -66,6 +68,19 @@ class TaskProgress(Progress):
     def cancellable(self):
         return self._cancellable(self.task_id)
 
+    def across(self, swap):
+        """The restored database never held this task: its row and steps (the running one included), read before
+        ``swap()``, are written into the database swapped in, so the task ends there, with its one event."""
+        with self.store.Session() as session:
+            task = session.execute(select(Task.__table__).where(Task.id == self.task_id)).mappings().one()
+            steps = session.execute(select(TaskStep.__table__).where(TaskStep.task_id == self.task_id)).mappings().all()
+        swapped = swap()
+        with self.store.Session() as session:  # pre-ping: the pool's connections died with the old database
+            session.execute(insert(Task.__table__).values(dict(task)).on_conflict_do_nothing())
+            session.execute(insert(TaskStep.__table__).values([dict(s) for s in steps]).on_conflict_do_nothing())
+            session.commit()
+        return swapped
+
     def finish(self, outcome, events):
         """End the task succeeded: what ``outcome`` writes (under a last step, "record", which ends in the same
         transaction), the task's end and ``events`` commit together or not at all. Not a cancel point: what
@@ -95,8 +110,9 @@ class Backing(TaskWorkers):
     def queue(self, kind, backup_server, params, requested_by, session=None):
         """A queued task of ``kind`` on the backup server; with ``session`` it joins that transaction (the caller
         commits, then kicks)."""
-        task = self.store.create(kind, backup_server["server_id"], backup_server["name"], params, requested_by,
-                                 STEPS[kind], session=session)
+        steps = LIVE_RESTORE_STEPS if params.get("live") else STEPS[kind]
+        task = self.store.create(kind, backup_server["server_id"], backup_server["name"], params, requested_by, steps,
+                                 session=session)
         if session is None:
             self.kick()
         return task
@@ -115,7 +131,7 @@ def ended_events(task, params, state, error, found=None):
     else:  # a backup run that made none names its task there, as backup_failed always has
         payload["backup_id"] = params.get("backup_id", task["id"])
     if kind == "restore":
-        payload["into"] = params["into"]
+        payload.update(into=params["into"], live=params.get("live", False))
     return [(name, dict(payload, **(found or {})))]
 
 
@@ -147,6 +163,8 @@ class BackupRunner(TaskRunner):
                 outcome = self.backups.back_up(params["backup_server_id"], progress, task_id=task_id)
             elif task["kind"] == "verify":
                 outcome = self.backups.verification(params["backup_id"], progress)
+            elif task["kind"] == "restore" and params.get("live"):
+                outcome = self.backups.restore_live(params["backup_id"], progress)
             elif task["kind"] == "restore":
                 outcome = self.backups.restore(params["backup_id"], params["into"], progress)
             else:

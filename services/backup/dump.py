@@ -15,8 +15,10 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import make_url
 
 from services.backup import reuse
@@ -268,7 +270,7 @@ def _stop(process):
 def _on_server(database_url, statement, name):
     if not SCRATCH_NAME.match(name):
         raise ValueError(f"{name!r} is not a plain database name")
-    engine = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    engine = _server(database_url)
     try:
         with engine.connect() as connection:
             connection.execute(text(statement.format(name=name)))
@@ -284,6 +286,19 @@ def drop_scratch(database_url, name):
     _on_server(database_url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
 
 
+def revisions(database_url, database):
+    """{schema: alembic revision} in ``database``: each service's migrations keep their version in its schema."""
+    engine = create_engine(make_url(database_url).set(database=database))
+    try:
+        with engine.connect() as connection:
+            schemas = connection.execute(text("SELECT table_schema FROM information_schema.tables "
+                                              "WHERE table_name = 'alembic_version'")).scalars().all()
+            return {s: connection.execute(text(f'SELECT version_num FROM "{s}".alembic_version')).scalar()
+                    for s in schemas}
+    finally:
+        engine.dispose()
+
+
 def schema_tables(database_url, database, schemas):
     """{schema: tables} in ``database``: what a restore into it shows."""
     engine = create_engine(make_url(database_url).set(database=database))
@@ -295,3 +310,75 @@ def schema_tables(database_url, database, schemas):
             return dict(rows.all())
     finally:
         engine.dispose()
+
+
+def _server(database_url):
+    """An AUTOCOMMIT engine on the maintenance database: CREATE, RENAME and DROP DATABASE run outside any other."""
+    return create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+def settle(database_url, database):
+    """Mark the events that ``database``'s outboxes had not sent when it was backed up as sent: the database they
+    were written in sent them after the backup, and their ids are past the consumers' memory (outbox.py)."""
+    engine = create_engine(make_url(database_url).set(database=database))
+    try:
+        with engine.begin() as connection:
+            tables = connection.execute(text("SELECT table_schema FROM information_schema.tables "
+                                             "WHERE table_name = 'outbox'")).scalars().all()
+            return sum(connection.execute(text(f'UPDATE "{schema}".outbox SET sent_at = now() WHERE sent_at IS NULL'))
+                       .rowcount for schema in tables)
+    finally:
+        engine.dispose()
+
+
+def swap(database_url, scratch, replaced, attempts=50):
+    """Put ``scratch`` in the place of the live database (the one ``database_url`` names): connections to the live
+    one off, its sessions ended, renamed ``replaced`` (kept, connections still off), ``scratch`` renamed to the live
+    name. Services reconnect by name to the new one. Any step that fails is undone, and raises with the reason."""
+    live = make_url(database_url).database
+    for name in (live, scratch, replaced):
+        if not SCRATCH_NAME.match(name):
+            raise ValueError(f"{name!r} is not a plain database name")
+    engine, done = _server(database_url), []
+    try:
+        with engine.connect() as connection:
+            def run(statement):
+                connection.execute(text(statement))
+
+            try:
+                run(f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS false')
+                done.append(f'ALTER DATABASE "{live}" ALLOW_CONNECTIONS true')
+                _rename_when_alone(connection, live, replaced, attempts)
+                done.append(f'ALTER DATABASE "{replaced}" RENAME TO "{live}"')
+                _rename_when_alone(connection, scratch, live, attempts)  # a migration's pool may linger there
+            except DBAPIError as exc:
+                connection.rollback()  # the failed statement's (autocommit: nothing to undo but the state)
+                for undo in reversed(done):
+                    run(undo)
+                raise EngineFailed(f"swapping in the restored database {scratch} failed, the live database {live} "
+                                   f"is back as it was: {_denied(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def _rename_when_alone(connection, name, new_name, attempts):
+    """RENAME waits for no session: end the database's and try again until the last one is gone."""
+    for attempt in range(attempts):
+        connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+        try:
+            connection.execute(text(f'ALTER DATABASE "{name}" RENAME TO "{new_name}"'))
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) != "55006" or attempt == attempts - 1:  # object_in_use
+                raise
+            connection.rollback()
+            time.sleep(0.1)
+
+
+def _denied(exc):
+    said = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if getattr(exc.orig, "pgcode", None) == "42501":  # insufficient_privilege
+        said += (" (the database user must own the live database and have CREATEDB: "
+                 "ALTER DATABASE ... OWNER TO ...; ALTER ROLE ... CREATEDB)")
+    return said

@@ -2,12 +2,14 @@
 tasks and pull the backup servers' status. Domain code lives in backup_servers, backups,
 retention, schedules and keys."""
 from nameko.timer import timer
+from sqlalchemy.engine import make_url
 
 from services.backup.dependencies import BackupRunner
 from services.backup.models import Base, idempotency_keys
 from services.backup.schedules import Schedules
 from shared.authz import require_role
 from shared.db import ping
+from shared.errors import ValidationFailed
 from shared.dependencies import DatabaseSession, Events, IdempotencyKeys, RequestContext, RpcProxy, rpc
 from shared.schemas import backup as schemas
 from shared.schemas import load_or_raise
@@ -141,11 +143,22 @@ class BackupService(TaskQueries):
         require_role(principal, "admin")
 
         def load():
-            into = load_or_raise(schemas.RestoreRequest(), data, "restore")["into"]
+            request = load_or_raise(schemas.RestoreRequest(), data, "restore")
             server = self.backing.servers.get(self.backing.backups.get(backup_id)["backup_server_id"])
-            return "restore", server, {"backup_id": backup_id, "backup_server_id": server["id"], "into": into}
+            params = {"backup_id": backup_id, "backup_server_id": server["id"], "into": request.get("into")}
+            if request["live"]:
+                params.update(into=self._confirmed(request.get("confirm")), live=True)
+            return "restore", server, params
 
         return self._queued(principal, {"backup_id": backup_id, "data": data}, load)
+
+    def _confirmed(self, confirm):
+        """A live restore replaces the control plane's database: only with its name typed out."""
+        live = make_url(self.backing.backups.database_url).database
+        if confirm != live:
+            raise ValidationFailed(f"a live restore replaces the live database {live} with the backup: confirm it "
+                                   f'with "confirm": "{live}"', {"confirm": [f"must be {live!r}"], "live_database": [live]})
+        return live
 
     @rpc
     def delete_backup(self, principal, backup_id):

@@ -1,7 +1,7 @@
 """Managed backups: backup servers, the catalogue of backups, retention policies and schedules."""
 import re
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from shared.schemas import StrictSchema
 from shared.schemas.tasks import Task
@@ -101,12 +101,24 @@ class PruneResult(Schema):
 
 
 class RestoreRequest(StrictSchema):
-    into = fields.String(required=True, metadata={"description": "a new scratch database to restore into"})
+    into = fields.String(metadata={"description": "a new scratch database to restore into"})
+    live = fields.Boolean(load_default=False, metadata={
+        "description": "replace the control plane's own database with the backup (seconds of downtime); the database "
+                       "as it was is kept under a new name. Needs `confirm`"})
+    confirm = fields.String(metadata={"description": "with live: the live database's name, typed out"})
 
     @validates("into")
     def _plain_name(self, value, **kwargs):
         if not _DATABASE.match(value):
             raise ValidationError("a plain lower-case database name (letters, digits, _), at most 63 characters")
+
+    @validates_schema
+    def _one_target(self, data, **kwargs):
+        if data.get("live") == ("into" in data):
+            raise ValidationError("give either into (a new database) or live: true (replace the live one), not both "
+                                  "or neither", "_schema")
+        if "confirm" in data and not data.get("live"):
+            raise ValidationError("confirm goes with live: true", "confirm")
 
 
 class ScheduleCreate(StrictSchema):
