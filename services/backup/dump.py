@@ -274,6 +274,8 @@ def _on_server(database_url, statement, name):
     try:
         with engine.connect() as connection:
             connection.execute(text(statement.format(name=name)))
+    except DBAPIError as exc:
+        raise EngineFailed(_denied(exc)) from exc
     finally:
         engine.dispose()
 

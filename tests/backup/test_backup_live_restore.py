@@ -25,7 +25,7 @@ CRON = ("0 3 * * *", "30 4 * * 1")
 def _rows(database_url, statement, **params):
     engine = create_engine(database_url)
     try:
-        with engine.connect() as connection:
+        with engine.begin() as connection:
             return connection.execute(text(statement), params).all()
     finally:
         engine.dispose()
@@ -67,7 +67,7 @@ def _ended(rpc, admin, task_id):
         except Exception:  # noqa: BLE001 - the database is being swapped
             return None
         return task if task["state"] not in ("queued", "running") else None
-    return wait_for(ended, timeout=180, interval=0.2, what=f"task {task_id} to end")
+    return wait_for(ended, timeout=90, interval=0.2, what=f"task {task_id} to end")
 
 
 def test_a_live_restore_brings_the_rows_back_migrated_and_keeps_the_database_as_it_was(
@@ -80,6 +80,10 @@ def test_a_live_restore_brings_the_rows_back_migrated_and_keeps_the_database_as_
     assert older != head
     for cron in CRON:
         rpc.call("backup", "create_schedule", admin, {"backup_server_id": registered["id"], "cron": cron})
+    # An event unsent when the backup is taken (no updater relays this database): sent since, as far as the
+    # restored database is concerned, so not published a second time.
+    _rows(live_url, "INSERT INTO updater.outbox (id, event, body) VALUES (:id, 'test_event', '{}') RETURNING 1",
+          id="f" * 32)
     run_backup(rpc, admin, registered["id"])
     [backup] = rpc.call("backup", "list_backups", admin, {})
     for schedule in rpc.call("backup", "list_schedules", admin):
@@ -114,7 +118,8 @@ def test_a_live_restore_brings_the_rows_back_migrated_and_keeps_the_database_as_
 
     assert [s["name"] for s in log["steps"]] == ["restore", "migrate", "swap"]
     assert f"notifier {older} -> {head}" in log["steps"][1]["output"]
-    assert ("of the backup tasks it held at work, 1 ended as they did since, 0 failed; 1 backups stored since it "
+    assert _rows(live_url, "SELECT sent_at IS NOT NULL FROM updater.outbox WHERE id = :id", id="f" * 32) == [(True,)]
+    assert ("1 events the backup had not sent marked sent; of the backup tasks it held at work, 1 ended as they did since, 0 failed; 1 backups stored since it "
             "listed again") in log["steps"][1]["output"]
     assert sorted(s["cron"] for s in rpc.call("backup", "list_schedules", admin)) == sorted(CRON)
     assert _rows(live_url, "SELECT version_num FROM notifier.alembic_version")[0][0] == head
@@ -145,3 +150,26 @@ def test_a_swap_that_fails_half_way_leaves_the_live_database_serving(rpc, admin,
     assert _rows(settings.database_url, "SELECT datname, datallowconn FROM pg_database WHERE datname LIKE :p",
                  p=f"{live}%") == [(live, True)]
     assert [s["cron"] for s in rpc.call("backup", "list_schedules", admin)] == [CRON[0]]
+
+    # A database user that does not own the database: the task's error says what it needs, and nothing changed.
+    role = f"{live}_nopriv"
+    admin_url = make_url(settings.database_url).set(database="postgres").render_as_string(hide_password=False)
+    _autocommit(admin_url, f'DROP ROLE IF EXISTS "{role}"', f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'unprivileged'")
+    try:
+        with pytest.raises(EngineFailed, match="must own the live database and have CREATEDB"):
+            dump.swap(make_url(live_url).set(username=role, password="unprivileged")
+                      .render_as_string(hide_password=False), f"{live}_restore_missing", f"{live}_replaced_test")
+    finally:
+        _autocommit(admin_url, f'DROP ROLE IF EXISTS "{role}"')
+    assert _rows(settings.database_url, "SELECT datname, datallowconn FROM pg_database WHERE datname LIKE :p",
+                 p=f"{live}%") == [(live, True)]
+
+
+def _autocommit(database_url, *statements):
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
