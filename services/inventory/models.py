@@ -118,13 +118,24 @@ class Server(Base):
     agent_tokens: Mapped[list[ApiToken]] = relationship(viewonly=True)
 
 
-class FleetVersion(Base):
-    """One row; a trigger sets ``version`` to the id of any transaction that changes a server or a
-    component, so a copy of the fleet list read at that version is known to be current (fleet.py)."""
+class FleetChange(Base):
+    """A trigger adds (its transaction's id, the server) whenever a transaction changes a server or its
+    components, so a fleet copy reloads only the servers changed since it last read (fleet.py)."""
 
-    __tablename__ = "fleet_version"
+    __tablename__ = "fleet_changes"
+    xid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    server_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FleetChangesPruned(Base):
+    """One row: changes of transactions with an id below ``below`` may be gone, deleted by the transaction
+    ``pruned_by`` (a prune, a TRUNCATE) or an earlier one; a copy that read before either reloads in full."""
+
+    __tablename__ = "fleet_changes_pruned"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    version: Mapped[int] = mapped_column(BigInteger)
+    below: Mapped[int] = mapped_column(BigInteger)
+    pruned_by: Mapped[int] = mapped_column(BigInteger)
 
 
 # The list's search ("any part of the name, any case") is a trigram match.

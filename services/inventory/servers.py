@@ -2,7 +2,7 @@
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.inventory.fleet import FLEET, list_row
+from services.inventory.fleet import FLEET, list_row, prune_changes
 from services.inventory.models import Server, ServerComponent
 from shared.authz import is_admin, require_may_change, require_role
 from shared.components import COMPONENTS
@@ -152,6 +152,9 @@ class Servers:
         """One page of the fleet list as rows, and the total (fleet.py: from memory, never stale)."""
         entries, total = FLEET.page(self.session.connection(), search, sort, state, page, per_page, os, runtime)
         return [e.row for e in entries], total
+
+    def prune_fleet_changes(self):
+        prune_changes(self.session.connection())
 
     def set_component(self, server_id, name, state, version=None):
         server = self.get(server_id, lock=True)

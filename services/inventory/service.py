@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 from nameko.events import event_handler
+from nameko.timer import timer
 
 from services.inventory.dependencies import InventoryDatabase
 from services.inventory.identity import principal_of, token_dict, user_dict
@@ -104,6 +105,12 @@ class InventoryService:
         event = load_event("server_versions_reported", payload)
         if self.db.first_delivery("server_versions_reported", event):
             self.db.servers.record_reported_versions(event["server_id"], event["versions"])
+        self.db.commit()
+
+    @timer(interval=60)
+    def prune_fleet_changes(self):
+        """Fleet copies read the changes of the last minutes only (fleet.py): forget older ones."""
+        self.db.servers.prune_fleet_changes()
         self.db.commit()
 
     # -- for reconcile (the provisioner; never through the API) -------------------

@@ -2,11 +2,14 @@
 
 The copies below stand for replicas; each must see a change committed by
 anybody (another replica, a migration, a hand-made SQL statement) on its
-next call, because the change's transaction sets ``fleet_version``.
+next call, because the change's transaction records which servers it changed
+(``fleet_changes``), and a copy reloads just those.
 """
+from datetime import timedelta
+
 from sqlalchemy import text
 
-from services.inventory.fleet import FleetCopy
+from services.inventory.fleet import FleetCopy, prune_changes
 
 NEW = {"address": "10.0.0.1", "os": "ubuntu", "ssh_password": "pw-1"}
 
@@ -49,3 +52,68 @@ def test_a_search_is_a_literal_substring_and_pages_walk_the_whole_match(rpc, adm
     pages = [_names(copy, engine, search="site_1", sort="-name", page=p, per_page=3)[0] for p in (1, 2, 3, 4)]
     assert pages == [["n6.site_1", "n5.site_1", "n4.site_1"], ["n3.site_1", "n2.site_1", "n1.site_1"],
                      ["n0.site_1"], []]
+
+
+def _server(rpc, admin, name, n):
+    return rpc.call("inventory", "create_server", admin, dict(NEW, name=name, address=f"198.18.0.{n}"))
+
+
+def test_changes_are_applied_in_place_without_reloading_the_fleet(rpc, admin, engine):
+    servers = [_server(rpc, admin, f"web-{n}", n) for n in range(1, 5)]
+    copy = FleetCopy()
+    assert _names(copy, engine) == (["web-1", "web-2", "web-3", "web-4"], 4)
+
+    rpc.call("inventory", "update_server", admin, servers[0]["id"], {"name": "web-9"})  # moves to the end
+    assert _names(copy, engine) == (["web-2", "web-3", "web-4", "web-9"], 4)
+    rpc.call("inventory", "update_server", admin, servers[3]["id"], {"name": "a-web"})  # and to the front
+    assert _names(copy, engine, sort="-name") == (["web-9", "web-3", "web-2", "a-web"], 4)
+    rpc.call("inventory", "delete_server", admin, servers[1]["id"])
+    assert _names(copy, engine) == (["a-web", "web-3", "web-9"], 3)
+    for n in range(20):  # a heartbeat storm: the versions a server reports change it
+        rpc.call("inventory", "record_reported_versions", servers[2]["id"], {"dns": f"3.2.{n}"})
+        with engine.connect() as connection:
+            (entry,), _ = copy.page(connection, search="web-3")
+        assert entry.row["versions"] == {"dns": f"3.2.{n}"} and entry.row["state"] == "running"
+    _server(rpc, admin, "web-0", 9)
+    assert _names(copy, engine, search="web") == (["a-web", "web-0", "web-3", "web-9"], 4)
+    assert copy.full_reloads == 1 and copy.servers_reloaded == 24
+
+
+def test_a_change_committed_after_the_copy_read_past_it_is_still_seen(rpc, admin, engine):
+    """The writer's transaction began (and changed the server) before the copy read; it commits after."""
+    server = _server(rpc, admin, "dns-a", 1)
+    _server(rpc, admin, "dns-b", 2)
+    copy = FleetCopy()
+    assert _names(copy, engine) == (["dns-a", "dns-b"], 2)
+    with engine.connect() as writer:
+        writer.execute(text("UPDATE inventory.servers SET name = 'dns-c' WHERE id = :id"), {"id": server["id"]})
+        with engine.begin() as other:  # a later transaction, committed first: the copy's snapshot moves past both
+            other.execute(text("UPDATE inventory.servers SET state = 'down' WHERE name = 'dns-b'"))
+        assert _names(copy, engine, state="down") == (["dns-b"], 1)
+        assert _names(copy, engine) == (["dns-a", "dns-b"], 2)
+        writer.commit()
+    assert _names(copy, engine) == (["dns-b", "dns-c"], 2)
+    assert copy.full_reloads == 1
+
+
+def test_a_copy_older_than_the_kept_changes_reloads_in_full(rpc, admin, engine):
+    server = _server(rpc, admin, "dns-a", 1)
+    copy = FleetCopy()
+    assert _names(copy, engine) == (["dns-a"], 1)
+    rpc.call("inventory", "update_server", admin, server["id"], {"name": "dns-z"})
+    with engine.begin() as connection:
+        prune_changes(connection, kept=timedelta(0))
+        assert connection.execute(text("SELECT count(*) FROM inventory.fleet_changes")).scalar() == 0
+    assert _names(copy, engine) == (["dns-z"], 1)
+    assert copy.full_reloads == 2
+    rpc.call("inventory", "update_server", admin, server["id"], {"name": "dns-y"})  # kept again from here
+    assert _names(copy, engine) == (["dns-y"], 1) and copy.full_reloads == 2
+
+
+def test_a_truncated_fleet_is_seen_as_empty(rpc, admin, engine):
+    _server(rpc, admin, "dns-a", 1)
+    copy = FleetCopy()
+    assert _names(copy, engine) == (["dns-a"], 1)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE inventory.servers CASCADE"))
+    assert _names(copy, engine) == ([], 0)
