@@ -20,7 +20,7 @@ them too); ``fleet_changes_pruned`` keeps which transaction did it last and
 the newest it deleted, and a copy that may miss one of them (read before that
 prune, with a transaction at least as old as the change still open; or an
 empty copy) reloads in full. The last few searches are kept
-too, until something changes, since a user pages through one.
+too, since a user pages through one, and changes are applied to them as well.
 """
 from bisect import bisect_left, insort
 from collections import OrderedDict, namedtuple
@@ -88,6 +88,15 @@ def _order(entry):
     return entry.key, entry.id
 
 
+def _matches(query, entry):
+    """Whether a search (lower-cased text, state, os, runtime; None: the whole list) lists the entry."""
+    if query is None:
+        return True
+    search, state, os, runtime = query
+    return ((not search or search in entry.key) and (not state or entry.state == state)
+            and (not os or entry.os == os) and (not runtime or entry.runtime == runtime))
+
+
 def prune_changes(connection, kept=CHANGES_KEPT):
     """Forget the changes older than ``kept``; a copy that had not read them yet will reload in full."""
     connection.execute(_PRUNE, {"kept": kept})
@@ -132,32 +141,36 @@ class FleetCopy:
         self.full_reloads += 1
 
     def _apply(self, changed, rows):
-        """Put the changed servers' rows in their places (a server without a row is gone)."""
-        entries = self.entries
+        """Put the changed servers' rows in their places (a server without a row is gone), in the list and in
+        every kept search: a heartbeat storm changes a few servers between two calls, and a search costs ~1 ms."""
+        gone, new = [], [_entry(row) for row in rows]
         for server_id in changed:
             old = self.by_id.pop(server_id, None)
             if old is not None:
-                del entries[bisect_left(entries, _order(old), key=_order)]
-        for row in rows:
-            entry = _entry(row)
-            insort(entries, entry, key=_order)
-            self.by_id[entry.id] = entry
-        self.searches = OrderedDict()
+                gone.append(old)
+        for query, found in [(None, self.entries), *self.searches.items()]:
+            for entry in gone:
+                if _matches(query, entry):
+                    del found[bisect_left(found, _order(entry), key=_order)]
+            for entry in new:
+                if _matches(query, entry):
+                    insort(found, entry, key=_order)
+        self.by_id.update((entry.id, entry) for entry in new)
         self.installs += 1
         self.servers_reloaded += len(changed)
+
     def matching(self, connection, search=None, state=None, os=None, runtime=None):
         """Servers whose name holds ``search`` (any case), in ``state``, on ``os``, with ``runtime``, in name order."""
         entries, searches = self._current(connection)
-        key = (search.lower() if search else None, state, os, runtime)
-        found = searches.get(key)
+        query = (search.lower() if search else None, state, os, runtime)
+        found = searches.get(query)
         if found is None:
-            found = [e for e in entries if (not key[0] or key[0] in e.key) and (not state or e.state == state)
-                     and (not os or e.os == os) and (not runtime or e.runtime == runtime)]
-            searches[key] = found
+            found = [e for e in entries if _matches(query, e)]
+            searches[query] = found
             if len(searches) > SEARCHES_KEPT:
                 searches.popitem(last=False)
         else:
-            searches.move_to_end(key)
+            searches.move_to_end(query)
         return found
 
     def page(self, connection, search=None, sort="name", state=None, page=1, per_page=25, os=None, runtime=None):
