@@ -9,8 +9,9 @@ Prints, for GET /api/v2/servers (pages of 50), p50, p99 and requests/s with
 * realistic: searches, sorts, state filters and pages varied (a fixed mix of
   QUERIES paths), heartbeats through the gateway for every server those
   pages list, at the agents' own interval (30 s each, stored by the ingest
-  consumer), and a server changed through the API every second, which makes
-  every inventory process reload its fleet copy.
+  consumer), and a server changed through the API every second; each change
+  (and each heartbeat that reports new versions) is applied to every
+  inventory process's fleet copy.
 
 and the RPC round trip p50/p99 through the pooled client. Targets on a
 2-core machine: list p99 <= 50 ms with one client, >= 300 requests/s with
