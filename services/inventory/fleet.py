@@ -17,10 +17,11 @@ harmless, so a copy may read the same change twice.
 
 Changes older than ``CHANGES_KEPT`` are pruned by a timer (a TRUNCATE loses
 them too); ``fleet_changes_pruned`` keeps which transaction did it last and
-the newest it deleted, and a copy that may miss one of them (read before that
-prune, with a transaction at least as old as the change still open; or an
-empty copy) reloads in full. The last few searches are kept
-too, since a user pages through one, and changes are applied to them as well.
+the newest it deleted. A copy that may miss one of them (read before that
+prune, with a transaction at least as old as the change still open), an
+empty one, and one read in another database (a live restore swaps one in by
+name) reload in full. The last few searches are kept too, since a user pages
+through one, and changes are applied to them as well.
 """
 from bisect import bisect_left, insort
 from collections import OrderedDict, namedtuple
@@ -59,8 +60,10 @@ _SOME = text(_SERVERS + "WHERE s.id = ANY(:ids)")
 # those are of transactions with an id at or above its xmin, so the index on xid finds them. None of
 # them was pruned if every pruned one was older than that xmin, or if the last prune was seen itself
 # (it deleted only changes committed before it).
+# The database's oid tells a restored one swapped in by name (backup's live restore) from the one read.
 _CHANGES = text("""
 SELECT pg_current_snapshot()::text AS snapshot,
+    (SELECT oid FROM pg_database WHERE datname = current_database()) AS database,
     (SELECT below <= :since OR pg_visible_in_snapshot(pruned_by::text::xid8, CAST(:seen AS pg_snapshot))
      FROM inventory.fleet_changes_pruned WHERE id = 1) AS complete,
     ARRAY(SELECT DISTINCT server_id FROM inventory.fleet_changes
@@ -105,6 +108,7 @@ def prune_changes(connection, kept=CHANGES_KEPT):
 class FleetCopy:
     def __init__(self):
         self.snapshot = None  # what the copy is current at (a pg_snapshot's text); None: empty
+        self.database = None  # and in which database (its oid)
         self.entries = []  # in list order: (name_key, id)
         self.by_id = {}
         self.searches = OrderedDict()  # (search, state, os, runtime) -> matching entries, in name order
@@ -117,7 +121,7 @@ class FleetCopy:
             installs, seen = self.installs, self.snapshot
             since = int(seen.split(":")[0]) if seen else None
             now = connection.execute(_CHANGES, {"since": since, "seen": seen} if seen else _NOTHING).one()
-            if seen is None or not now.complete:
+            if seen is None or not now.complete or now.database != self.database:
                 rows, changed = connection.execute(_FLEET).all(), None
             else:
                 changed = now.changed
@@ -130,7 +134,7 @@ class FleetCopy:
                 self._reload(rows)
             elif changed:
                 self._apply(changed, rows)
-            self.snapshot = now.snapshot
+            self.snapshot, self.database = now.snapshot, now.database
             return self.entries, self.searches
 
     def _reload(self, rows):

@@ -7,9 +7,13 @@ next call, because the change's transaction records which servers it changed
 """
 from datetime import timedelta
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
+from scripts.sandbox import drop_database
 from services.inventory.fleet import FleetCopy, prune_changes
+from shared.db import make_engine
+from shared.migrations import upgrade
+from tests.conftest import TEST_DB
 
 NEW = {"address": "10.0.0.1", "os": "ubuntu", "ssh_password": "pw-1"}
 
@@ -117,3 +121,21 @@ def test_a_truncated_fleet_is_seen_as_empty(rpc, admin, engine):
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE inventory.servers CASCADE"))
     assert _names(copy, engine) == ([], 0)
+
+
+def test_a_database_swapped_in_by_name_is_read_in_full(rpc, admin, engine, settings):
+    """A live restore renames a restored database to the live one's name; its change history says nothing new."""
+    other = f"{TEST_DB}_swapped"
+    drop_database(other, recreate=True)
+    other_url = make_url(settings.database_url).set(database=other)
+    upgrade(other_url.render_as_string(hide_password=False), ["inventory"])
+    restored = make_engine(other_url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        _server(rpc, admin, "dns-a", 1)
+        copy = FleetCopy()
+        assert _names(copy, engine) == (["dns-a"], 1)
+        assert _names(copy, restored) == ([], 0)
+        assert _names(copy, engine) == (["dns-a"], 1)
+    finally:
+        restored.dispose()
+        drop_database(other)
