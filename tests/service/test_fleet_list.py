@@ -5,11 +5,13 @@ anybody (another replica, a migration, a hand-made SQL statement) on its
 next call, because the change's transaction records which servers it changed
 (``fleet_changes``), and a copy reloads just those.
 """
+import threading
 from datetime import timedelta
 
 from sqlalchemy import make_url, text
 
 from scripts.sandbox import drop_database
+from services.inventory import fleet
 from services.inventory.fleet import FleetCopy, prune_changes
 from shared.db import make_engine
 from shared.migrations import upgrade
@@ -139,3 +141,55 @@ def test_a_database_swapped_in_by_name_is_read_in_full(rpc, admin, engine, setti
     finally:
         restored.dispose()
         drop_database(other)
+
+
+class _Paused:
+    """A connection that runs ``then`` right after the statement ``at`` has been read: what another green
+    thread may do while this one waits for the database."""
+
+    def __init__(self, connection, at, then):
+        self.connection, self.at, self.then = connection, at, then
+
+    def execute(self, statement, *args):
+        result = self.connection.execute(statement, *args)
+        if statement is self.at:
+            rows = result.all()
+            self.then()
+            return _Rows(rows)
+        return result
+
+
+class _Rows(list):
+    def all(self):
+        return list(self)
+
+    def one(self):
+        (row,) = self
+        return row
+
+
+def test_a_reader_whose_copy_was_changed_meanwhile_reads_again(rpc, admin, engine):
+    """Y reads an old row of a server; a change, Z brings the copy past it, X reads from there; Y puts its old
+    row in, then X ends: without reading again, X would call the copy current at a state that shows the change."""
+    server = _server(rpc, admin, "dns-a", 1)
+    copy = FleetCopy()
+    assert _names(copy, engine) == (["dns-a"], 1)
+    rpc.call("inventory", "update_server", admin, server["id"], {"name": "dns-b"})
+    y_done, x_result = threading.Event(), []
+
+    def x():
+        with engine.connect() as connection:
+            x_result.append(copy.page(_Paused(connection, fleet._CHANGES, y_done.wait))[1])
+
+    def change_then_z_then_x():
+        rpc.call("inventory", "update_server", admin, server["id"], {"name": "dns-c"})
+        assert _names(copy, engine) == (["dns-c"], 1)  # Z
+        reader.start()
+
+    reader = threading.Thread(target=x)
+    with engine.connect() as connection:  # Y
+        copy.page(_Paused(connection, fleet._SOME, change_then_z_then_x))
+    y_done.set()
+    reader.join()
+    assert x_result == [1]
+    assert _names(copy, engine) == (["dns-c"], 1)
