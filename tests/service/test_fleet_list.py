@@ -193,3 +193,17 @@ def test_a_reader_whose_copy_was_changed_meanwhile_reads_again(rpc, admin, engin
     reader.join()
     assert x_result == [1]
     assert _names(copy, engine) == (["dns-c"], 1)
+
+
+def test_the_previous_releases_version_row_still_changes_with_every_change(rpc, admin, engine):
+    """During a rolling upgrade the previous release's inventory replicas read fleet_version (now a view over
+    fleet_changes) and reload when it differs: it must differ after any committed change, without a lock."""
+    def version():
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version FROM inventory.fleet_version WHERE id = 1")).scalar()
+
+    before = version()
+    server = rpc.call("inventory", "create_server", admin, dict(NEW, name="old-reader"))
+    created = version()
+    rpc.call("inventory", "set_component_state", server["id"], "dns", "running", "3.2.6")
+    assert len({before, created, version()}) == 3

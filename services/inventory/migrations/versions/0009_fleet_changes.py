@@ -1,7 +1,10 @@
 """fleet_changes: which servers each transaction changed, so a fleet copy reloads only those
 
 Replaces fleet_version, whose one row every writing transaction updated: it held a row lock
-until commit, and any change made every copy reload all servers.
+until commit, and any change made every copy reload all servers. During a rolling upgrade the
+previous release's inventory replicas still read fleet_version after this migration ran, until
+they are replaced: it becomes a view that changes whenever a change is recorded (no lock), and
+the next release's migration drops it.
 
 Revision ID: 0009
 Revises: 0008
@@ -80,9 +83,15 @@ def upgrade():
             ON inventory.{table} FOR EACH STATEMENT EXECUTE FUNCTION inventory.fleet_history_lost()
         """)
     op.execute(f"INSERT INTO inventory.fleet_changes_pruned (id, below, pruned_by) VALUES (1, {_XID} + 1, {_XID})")
+    # For the previous release's replicas only (see above): they reload their copy when this differs.
+    op.execute("""
+        CREATE VIEW inventory.fleet_version AS
+        SELECT 1 AS id, (SELECT count(*) || ':' || coalesce(max(xid), 0) FROM inventory.fleet_changes) AS version
+    """)
 
 
 def downgrade():
+    op.execute("DROP VIEW inventory.fleet_version")
     for table in ("servers", "server_components", "fleet_changes"):
         op.execute(f"DROP TRIGGER {table}_fleet_history_lost ON inventory.{table}")
     for table in ("servers", "server_components"):
