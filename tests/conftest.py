@@ -223,12 +223,17 @@ def provisioner(start_shared_service):
     return start_shared_service(ProvisionerService)
 
 
-@pytest.fixture(scope="session")
-def backup(start_shared_service):
-    """The backup service: GET /tasks merges its tasks with the provisioner's, so it must answer too."""
+@pytest.fixture(scope="module")
+def backup(settings):
+    """The backup service: GET /tasks merges its tasks with the provisioner's, so it must answer too.
+    Module-scoped, as all_services is: a backup service a later test starts on a database of its own (a
+    live restore's) must not find this one on its queue, answering from the session's database."""
     from services.backup.service import BackupService
 
-    return start_shared_service(BackupService, {"database": {"pool_size": 2}, "backup": {"pool_size": 2}})
+    start, containers = _container_factory(settings)
+    yield start(BackupService, {"database": {"pool_size": 2}, "backup": {"pool_size": 2}})
+    for container in containers:
+        container.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from services.backup.backups import Backups, Progress
 from services.backup.exceptions import EngineFailed
 from services.monitoring_ingest import partitions
 from tests.backup.test_retention_schedules import runner_of
+from tests.waiting import wait_for
 
 PROBES = ("same", "inserted", "swapped", "updated", "frozen", "altered", "late")
 # Each probe_<kind> is monitoring's; inventory.probe_same shares a name with one and changes.
@@ -52,6 +53,22 @@ def probes(engine):
     with engine.begin() as connection:
         for table in PROBE_TABLES:
             connection.execute(text(f"DROP TABLE {table}"))
+
+
+def settled(engine):
+    """Wait until every transaction older than the rows written so far has ended, on the whole server.
+
+    A table is reused only if its rows are provably older than the last backup's snapshot (its ``xmin``), and
+    other test runs share this PostgreSQL server: one of their transactions open across this test's writes
+    would rightly keep the next backup from proving it. The tests below need the proof to be possible."""
+    with engine.begin() as connection:
+        mark = str(connection.execute(text("SELECT pg_current_xact_id()")).scalar())
+
+    def passed():
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot()) > CAST(:mark AS xid8)"),
+                                      {"mark": mark}).scalar()
+    wait_for(passed, timeout=60, interval=0.2, what="the transactions older than the test's writes to end")
 
 
 def parts_of(engine, backup):
@@ -95,6 +112,7 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
     day = f"monitoring.{partitions.AGGREGATES.name('system_aggregates', yesterday)}"
     today = f"monitoring.{partitions.AGGREGATES.name('system_aggregates', yesterday + timedelta(days=1))}"
 
+    settled(engine)
     first = backups.run(registered["id"], Steps())
     second = backups.run(registered["id"], Steps())
     tables = parts_of(engine, second)["tables"]
@@ -126,6 +144,7 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
 
 def test_every_kind_of_change_is_dumped_again(backup_server, backups, engine, settings, probes):
     registered, _ = backup_server
+    settled(engine)
     late = engine.connect()
     try:
         # A transaction that began before the first backup and commits after it: its rows' ids are older than
@@ -165,6 +184,7 @@ def test_a_deleted_backups_snapshot_stays_while_a_kept_backup_reuses_it(backup_s
     def snapshots():  # as stored on the backup server
         return {p.name[:8] for p in (daemon.repository_dir("steward") / "snapshots").iterdir()}
 
+    settled(engine)
     first = backups.run(registered["id"], Steps())
     second = backups.run(registered["id"], Steps())
     backups.delete(first["id"])
