@@ -86,8 +86,9 @@ class Connection:
                 on_line(pending.decode("utf-8", "replace"))
             status = channel.recv_exit_status()
             channel.close()
-        except (socket.timeout, paramiko.SSHException, OSError) as exc:
-            raise SshFailed(f"lost the SSH session while running a command: {exc}") from None
+        # EOFError: paramiko raises its transport's own end when the connection dropped while a channel opened.
+        except (socket.timeout, paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshFailed(f"lost the SSH session while running a command: {exc or type(exc).__name__}") from None
         return status
 
     def upload(self, source, remote_path):
@@ -96,8 +97,8 @@ class Connection:
             with self.client.open_sftp() as sftp:
                 sftp.putfo(source, remote_path)
                 sftp.chmod(remote_path, 0o600)
-        except (paramiko.SSHException, OSError) as exc:
-            raise SshFailed(f"upload to {remote_path} failed: {exc}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshFailed(f"upload to {remote_path} failed: {exc or type(exc).__name__}") from None
 
     def close(self):
         close_client(self.client)
