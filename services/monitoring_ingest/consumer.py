@@ -64,6 +64,8 @@ log = logging.getLogger("monitoring_ingest.consumer")
 CONNECTION_NAME = "monitoring_ingest.consumer"  # how operators (and the tests) find it in rabbitmqctl
 SERVICE = "monitoring_ingest"  # whose events it emits
 REPORT_SECONDS = 0.25  # how often the writer tells liveness that ingest listens (ingest_status)
+# A quiet wait that lasted this long was no wait: the process was stopped or starved of CPU (see _write_batches).
+STALL_SECONDS = 4 * REPORT_SECONDS
 
 
 class _Interrupted(Exception):
@@ -205,10 +207,20 @@ class BatchConsumer:
     def _write_batches(self):
         """The writer thread: store each batch, then hand its settlement back to the AMQP thread."""
         while True:
+            waiting_since = time.monotonic()
             try:
                 item = self._writes.get(timeout=REPORT_SECONDS)
-            except queue.Empty:  # nothing waiting: the queues are drained
-                self._report(caught_up=True)
+            except queue.Empty:
+                # Nothing to write: the queues are drained, unless this thread woke long after it asked to. Then
+                # the process was stopped or starved, what the broker sent meanwhile may not have reached this
+                # queue yet, and saying "caught up" now would make every server look silent: it says "behind",
+                # and the next quiet wait starts a new listening period (liveness.report_ingest). Nor is it
+                # caught up while a batch is filling (_pending, read from the AMQP thread): that batch's store
+                # reports.
+                if time.monotonic() - waiting_since >= STALL_SECONDS:
+                    self._report(caught_up=False)
+                elif not self._pending:
+                    self._report(caught_up=True)
                 continue
             if item is None:
                 return

@@ -114,6 +114,8 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
 
     settled(engine)
     first = backups.run(registered["id"], Steps())
+    every = _tables(engine)
+    before = content(engine, every)
     second = backups.run(registered["id"], Steps())
     tables = parts_of(engine, second)["tables"]
     assert tables[day]["snapshot_id"] == tables[today]["snapshot_id"] == first["snapshot_id"]
@@ -122,15 +124,16 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
     assert tables["backup.backups"]["snapshot_id"] == second["snapshot_id"]
 
     with engine.connect() as connection:
-        # ingest_status: the session's ingest consumer writes it all along, after the backup too.
-        every = connection.execute(text(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname IN ('monitoring', 'inventory') AND c.relkind = 'r' AND c.relname NOT IN "
-            "('outbox', 'processed_events', 'leases', 'idempotency_keys', 'ingest_status')")).scalars().all()
         indexes = connection.execute(text(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = 'monitoring'")).scalar()
     with restored(backups, second, settings) as scratch:
-        assert content(scratch, every) == content(engine, every)
+        after = content(engine, every)
+        # A table the same before the second backup and after its restore was the same at its snapshot: the
+        # restore has it as it is. The session's services keep writing a few others meanwhile (the liveness
+        # sweep, heartbeats of earlier tests' agents, token use): no moment to compare those with.
+        still = [table for table in every if before[table] == after[table]]
+        assert day in still and len(still) >= len(every) - 8, sorted(set(every) - set(still))
+        assert content(scratch, still) == {table: after[table] for table in still}
         with scratch.connect() as connection:  # the post-data came after the rows: indexes and keys
             assert connection.execute(text("SELECT count(*) FROM pg_indexes WHERE schemaname = 'monitoring'")).scalar() \
                 == indexes
@@ -141,6 +144,15 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
         connection.execute(text("UPDATE backup.backups SET verification = 'bad' WHERE id = :id"), {"id": second["id"]})
     third = backups.run(registered["id"], Steps())
     assert {t["snapshot_id"] for t in parts_of(engine, third)["tables"].values()} == {third["snapshot_id"]}
+
+
+def _tables(engine):
+    """Monitoring's and inventory's tables, but for the bookkeeping no restore is compared on."""
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('monitoring', 'inventory') AND c.relkind = 'r' AND c.relname NOT IN "
+            "('outbox', 'processed_events', 'leases', 'idempotency_keys')")).scalars().all()
 
 
 def test_every_kind_of_change_is_dumped_again(backup_server, backups, engine, settings, probes):

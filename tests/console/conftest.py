@@ -23,6 +23,9 @@ expect.set_options(timeout=20_000)  # a loaded 2-core machine: wait for what the
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # A page asks for its dozen modules at once; socketserver's backlog of 5 drops the rest of the connections
+    # while the accepting thread waits for the CPU, and Chromium tries them again only after 1, 3, 7, 15 s.
+    request_queue_size = 128
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -35,18 +35,25 @@ def registry():
 
 @pytest.fixture
 def stack(tmp_path, rabbitmq_management, registry):
-    # Few database connections: the run shares PostgreSQL with whatever else runs on the machine.
+    # Few database connections: the run shares PostgreSQL with whatever else runs on the machine. It shares the two
+    # cores too (make test runs three groups at once): an answer may take longer than the default 10 s, and a 503
+    # for that says nothing about the document (schemathesis itself waits 30 s, --request-timeout).
     with stack_env("contract", tmp_path / "state", STEWARD_REGISTRY_URL=registry.url,
                    STEWARD_UPDATER_STORAGE=str(tmp_path / "images"), STEWARD_DB_POOL_SIZE="2",
-                   STEWARD_MAX_WORKERS="4") as env:
+                   STEWARD_MAX_WORKERS="4", STEWARD_RPC_TIMEOUT="25") as env:
         up = subprocess.run(["make", "-s", "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        logs = "".join(f"\n--- {log.name}\n" + log.read_text()[-3000:] for log in (tmp_path / "state" / "logs").glob("*.log"))
-        assert up.returncode == 0, up.stdout + up.stderr + logs
+        assert up.returncode == 0, up.stdout + up.stderr + _logs(tmp_path)
         yield env, re.search(r"API URL:\s+(\S+)", up.stdout)[1]
         vhost = env["STEWARD_AMQP_VHOST"]
         for user in management_api("GET", "/users"):  # what bundles made on the broker, which outlives the stack
             if user["name"].startswith(f"steward-agent-{vhost}-"):
                 management_api("DELETE", f"/users/{user['name']}")
+
+
+def _logs(tmp_path, tail=3000):
+    """The end of each process's log in the stack."""
+    return "".join(f"\n--- {log.name}\n" + log.read_text()[-tail:]
+                   for log in sorted((tmp_path / "state" / "logs").glob("*.log")))
 
 
 def _admin(env):
@@ -77,7 +84,7 @@ def test_the_api_answers_generated_requests_as_its_openapi_document_says(stack, 
     cases = re.search(r"(\d+) generated", summary)
     print(f"schemathesis: {tested and tested[1]} operations tested, {cases and cases[1]} cases, exit {run.returncode}")
     print(summary)
-    assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
+    assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:] + _logs(tmp_path)
     documented = json.loads(subprocess.run(["curl", "-sf", f"{api_url}/openapi.json"], capture_output=True,
                                            text=True, check=True).stdout)
     operations = sum(len(methods) for methods in documented["paths"].values())

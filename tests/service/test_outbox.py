@@ -107,6 +107,8 @@ def test_a_create_committed_just_before_inventory_died_is_published_once_after_r
 
             processes.start("services.inventory")
             received = wait_for(lambda: drain(), timeout=120, what="the relay after the restart")
+            # The relay can publish before the RPC consumer is up: a call now may find nobody serving it.
+            wait_for(lambda: _answers(client), timeout=120, what="inventory to answer again")
             # Another create after the first event: once its event is in, a repeat of the first would be too.
             later = client.call("inventory", "create_server", admin, {"name": "later", "address": "192.0.2.2",
                                                                       "os": "ubuntu"})
