@@ -4,7 +4,7 @@ import inspect
 import falcon
 
 from gateway import errors
-from gateway.auth_cache import PrincipalCache, RevocationFeed
+from gateway.auth_cache import AgentTokenCopy, PrincipalCache, RevocationFeed
 from gateway.middleware import Authentication, OperationContext, RequestContext, ResponseHeaders
 from gateway.asyncapi import build_asyncapi
 from gateway.client_address import ClientAddress, parse_trusted
@@ -31,7 +31,8 @@ def rpc_client(settings):
     return RpcClient(settings.amqp_uri, timeout=timeout_of(settings), calls_per_service=bound or None)
 
 
-def create_app(settings, rpc=None, agent_publisher=None, services=None, health_probe=None, revocation_feed=None):
+def create_app(settings, rpc=None, agent_publisher=None, services=None, health_probe=None, revocation_feed=None,
+               agent_copy=None):
     """The API. ``services``: those /healthz expects running (default: every registered one)."""
     options = settings.section("gateway")
     rpc = rpc or rpc_client(settings)
@@ -62,9 +63,10 @@ def create_app(settings, rpc=None, agent_publisher=None, services=None, health_p
                                     interval=float(options.get("health_interval_seconds", 5)),
                                     max_backlog_seconds=float(options.get("health_max_backlog_seconds", 120))),
     }
-    cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)),
-                           agent_ttl_seconds=float(options.get("agent_auth_cache_seconds", 300)),
-                           feed=revocation_feed or RevocationFeed(settings))
+    agent_ttl = float(options.get("agent_auth_cache_seconds", 300))
+    cache = PrincipalCache(float(options.get("auth_cache_seconds", 10)), agent_ttl_seconds=agent_ttl,
+                           feed=revocation_feed or RevocationFeed(settings),
+                           agent_copy=agent_copy or AgentTokenCopy(collaborators["inventory"], agent_ttl / 2))
 
     app = falcon.App(middleware=[
         RequestContext(),

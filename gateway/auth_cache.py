@@ -15,6 +15,12 @@ made while the feed consumes, and the feed has not lost its connection since. An
 the feed consumed, while it was away, or that outlived a lost connection, is trusted only the short
 time (``ttl_seconds``), since a revocation may have been missed then (docs/decisions.md). An answer
 of inventory that a revocation overtook on its way is not cached at all (``ticket``).
+
+``AgentTokenCopy`` fills the cache with every working agent token before any agent asks: once the feed
+consumes, it reads them all from inventory (digest and server, 5,000 per call) and loads them as
+verified now, and again every half of ``agent_ttl_seconds``, so that no heartbeat waits on
+``authenticate``, not even an agent's first. What it loads follows the same rules: trusted long only
+while the feed consumes, and a load that a revocation overtook is not kept (it tries again at once).
 """
 import logging
 import os
@@ -25,7 +31,7 @@ import uuid
 
 from kombu import Connection, Consumer, Queue, binding
 
-from shared.authz import is_agent
+from shared.authz import agent_principal, is_agent
 from shared.events import load_event
 from shared.publisher import event_exchange
 
@@ -40,12 +46,15 @@ class PrincipalCache:
     agents, else it empties whenever full. ``feed`` (a RevocationFeed) is started by the first ``ticket``
     of each process; without one no entry is trusted longer than ``ttl_seconds``."""
 
-    def __init__(self, ttl_seconds, max_entries=250_000, clock=time.monotonic, agent_ttl_seconds=None, feed=None):
+    def __init__(self, ttl_seconds, max_entries=250_000, clock=time.monotonic, agent_ttl_seconds=None, feed=None,
+                 agent_copy=None):
         self.ttl = ttl_seconds
         self.agent_ttl = ttl_seconds if agent_ttl_seconds is None else agent_ttl_seconds
         self.max_entries = max_entries
         self.clock = clock
         self.feed = feed
+        self.agent_copy = agent_copy  # an AgentTokenCopy, started with the feed when agents are trusted long
+        self._used = set()  # servers whose agents were let in from here since take_used
         self._entries = {}  # digest -> (principal, verified at, the feed's epoch if trusted long, else None)
         self._lock = threading.Lock()
         self._epoch = 0  # changes whenever the feed starts or stops consuming
@@ -61,10 +70,17 @@ class PrincipalCache:
         """Whether this process's feed consumes revocations now."""
         return self._listening
 
+    @property
+    def epoch(self):
+        """Changes whenever the feed starts or stops consuming."""
+        return self._epoch
+
     def ticket(self):
-        """Taken before asking inventory, handed to ``put`` with its answer."""
+        """Taken before asking inventory, handed to ``put`` (or ``load_agents``) with its answer."""
         if self.feed is not None and self.enabled:
             self.feed.ensure_started(self)
+            if self.agent_copy is not None and self.agent_ttl > self.ttl:
+                self.agent_copy.ensure_started(self)
         return self._epoch, self._revocations
 
     def get(self, key):
@@ -73,7 +89,16 @@ class PrincipalCache:
             return None
         principal, verified_at, epoch = entry
         ttl = self.agent_ttl if epoch is not None and epoch == self._epoch else self.ttl
-        return principal if verified_at + ttl > self.clock() else None
+        if verified_at + ttl <= self.clock():
+            return None
+        if is_agent(principal):
+            self._used.add(principal["server_id"])
+        return principal
+
+    def take_used(self):
+        """The servers whose agents were let in from the cache since the last call."""
+        used, self._used = self._used, set()
+        return used
 
     def put(self, key, principal, ticket):
         with self._lock:
@@ -87,6 +112,25 @@ class PrincipalCache:
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
             self._entries[key] = (principal, self.clock(), self._epoch if long else None)
+
+    def load_agents(self, tokens, ticket):
+        """Every working agent token as inventory listed it after ``ticket`` was taken, [(digest, server id)]:
+        each kept as verified now, and the agent entries not among them dropped (their tokens are gone). Loads
+        nothing and answers False when a revocation came meanwhile, the feed does not consume (or lost its
+        connection since), or they would not fit."""
+        with self._lock:
+            epoch, revocations = ticket
+            if revocations != self._revocations or not self._listening or epoch != self._epoch:
+                return False
+            entries = {key: entry for key, entry in self._entries.items() if not is_agent(entry[0])}
+            if len(entries) + len(tokens) > self.max_entries:
+                log.warning("%d agent tokens do not fit in the cache's %d entries: agents are verified one by one",
+                            len(tokens), self.max_entries)
+                return False
+            now = self.clock()
+            entries.update((digest, (agent_principal(server_id), now, self._epoch)) for digest, server_id in tokens)
+            self._entries = entries
+            return True
 
     def _alive(self, entry, now):
         _, verified_at, epoch = entry
@@ -119,14 +163,48 @@ class PrincipalCache:
             self._listening = False
 
 
-class RevocationFeed:
+class _ThreadPerProcess:
+    """A daemon thread (``_run(cache)``) started on first use in each process: gunicorn forks its workers
+    after the app is made, and each must run its own. ``stop`` ends it within a tick (a process that ends
+    takes it along anyway)."""
+
+    thread_name = None
+
+    def __init__(self):
+        self._pid = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def stop(self):
+        self._stopping.set()
+
+    def ensure_started(self, cache):
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._starting(cache)
+                threading.Thread(target=self._run, args=(cache,), name=self.thread_name, daemon=True).start()
+                self._pid = os.getpid()
+
+    def _starting(self, cache):
+        """What this process starts from, before its thread runs."""
+
+    def _run(self, cache):
+        raise NotImplementedError
+
+
+class RevocationFeed(_ThreadPerProcess):
     """One consumer of ``tokens_revoked`` per gateway process, in a thread of its own started on first use
     (again after a fork), on an exclusive auto-delete queue of its own bound to ``inventory.events``: every
     process hears every revocation, and a process that is gone leaves no queue behind. It tells its cache
     when it starts and stops consuming; its connection's heartbeat (``heartbeat`` s) notices a silent
     network within about twice that."""
 
+    thread_name = "revocations"
+
     def __init__(self, settings, reconnect_seconds=1.0, heartbeat=10):
+        super().__init__()
         self.amqp_uri = settings.amqp_uri
         self.exchange = event_exchange(settings, "inventory")  # as inventory's relay declares it
         self.backup_exchange = event_exchange(settings, "backup")
@@ -135,32 +213,19 @@ class RevocationFeed:
         self.feed_id = uuid.uuid4().hex[:8]
         self.connection_name = None
         self.consuming = False  # in this process, now
-        self._pid = None
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
 
-    def stop(self):
-        """Ends this process's feed within a second (a process that ends takes it along anyway)."""
-        self._stopping.set()
-
-    def ensure_started(self, cache):
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid != os.getpid():  # gunicorn forks workers: each listens for itself
-                self.consuming = False
-                cache.feed_lost()  # what a parent process heard is not this one's
-                # Named per process and per feed, so the broker's connection list tells them apart.
-                self.connection_name = f"steward gateway revocations (pid {os.getpid()}, feed {self.feed_id})"
-                threading.Thread(target=self._listen_forever, args=(cache,), name="revocations", daemon=True).start()
-                self._pid = os.getpid()
+    def _starting(self, cache):
+        self.consuming = False
+        cache.feed_lost()  # what a parent process heard is not this one's
+        # Named per process and per feed, so the broker's connection list tells them apart.
+        self.connection_name = f"steward gateway revocations (pid {os.getpid()}, feed {self.feed_id})"
 
     def _queue(self):
         return Queue(f"gateway.revocations-{os.getpid()}-{self.feed_id}", exclusive=True, auto_delete=True,
                      durable=False, bindings=[binding(self.exchange, routing_key=REVOKED),
                                               binding(self.backup_exchange, routing_key=RESTORED)])
 
-    def _listen_forever(self, cache):
+    def _run(self, cache):
         def on_message(body, message):
             if message.delivery_info.get("routing_key") == RESTORED:
                 if isinstance(body, dict) and body.get("live") and body.get("state") == "succeeded":
@@ -201,3 +266,54 @@ class RevocationFeed:
                 time.sleep(self.reconnect_seconds)
         self.consuming = False
         cache.feed_lost()
+
+
+class AgentTokenCopy(_ThreadPerProcess):
+    """The cache's copy of every working agent token, one thread per gateway process (module docstring).
+    Every ``report_seconds`` it also tells inventory whose agents the cache let in (``agent_tokens_used``),
+    which keeps each agent token's ``last_used_at``, the server's "agent last seen", as asking did."""
+
+    thread_name = "agent-tokens"
+
+    def __init__(self, inventory, refresh_seconds, report_seconds=60.0, tick_seconds=1.0):
+        super().__init__()
+        self.inventory = inventory  # the gateway's RPC proxy of inventory
+        self.refresh_seconds = refresh_seconds
+        self.report_seconds = report_seconds
+        self.tick_seconds = tick_seconds
+        self.loads = 0  # loads kept, in this process
+
+    def _run(self, cache):
+        loaded = (None, 0.0)  # (the feed's epoch, monotonic time) of the last load kept
+        reported_at = time.monotonic()
+        while not self._stopping.wait(self.tick_seconds):
+            try:
+                now = time.monotonic()
+                if cache.listening and (loaded[0] != cache.epoch or now - loaded[1] >= self.refresh_seconds):
+                    epoch = cache.epoch
+                    if self.load(cache):
+                        loaded = (epoch, now)
+                if now - reported_at >= self.report_seconds:
+                    reported_at = now
+                    used = cache.take_used()
+                    if used:
+                        self.inventory.agent_tokens_used(sorted(used))
+            except Exception as exc:  # inventory away: what was loaded ages out, and agents are asked about again
+                log.warning("agent tokens not loaded or reported", extra={"error": repr(exc)[:300]})
+                self._stopping.wait(5 * self.tick_seconds)
+
+    def load(self, cache):
+        """Read every working agent token from inventory and load them: whether the load was kept."""
+        ticket = cache.ticket()
+        tokens, after = [], 0
+        while True:
+            page = self.inventory.agent_tokens(after)
+            if not page:
+                break
+            tokens.extend((digest, server_id) for _, digest, server_id in page)
+            after = page[-1][0]
+        kept = cache.load_agents(tokens, ticket)
+        if kept:
+            self.loads += 1
+            log.info("loaded %d agent tokens", len(tokens))
+        return kept

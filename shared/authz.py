@@ -33,6 +33,13 @@ def is_agent(principal):
     return principal.get("scope") == AGENT_SCOPE
 
 
+def agent_principal(server_id):
+    """Who a server's agent token speaks for: not its user, only its server (inventory answers it for such a
+    token, and the gateway's copy of the agent tokens builds it the same way)."""
+    return {"user_id": None, "name": f"agent:{server_id}", "role": "agent", "groups": [], "scope": AGENT_SCOPE,
+            "server_id": server_id}
+
+
 def may_change(principal, server, agent=False):
     """The server-user rule. ``server``: ``{"id", "name", "server_user"}`` (the server user's name);
     ``agent``: the operation also lets the server's own agent in (pv_update.py run on the server)."""

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.inventory.models import ApiToken, Group, Server, SignInFailure, User
 from services.inventory.passwords import hash_password, password_matches
-from shared.authz import AGENT_SCOPE, is_admin, require_role
+from shared.authz import AGENT_SCOPE, agent_principal, is_admin, require_role
 from shared.crypto import new_token, token_hash
 from shared.errors import (DuplicateName, NotAuthenticated, PermissionDenied, TokenNotFound, TooManyAttempts,
                            UserNotFound, ValidationFailed)
@@ -16,6 +16,7 @@ from shared.schemas.identity import SERVERS_GROUP, SESSION_SCOPE
 
 # A token's last_used_at is refreshed at most this often, so auth stays a read.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+AGENT_TOKENS_PAGE = 5000  # agent tokens per answer of agent_tokens (about 450 kB of JSON)
 # Failed sign-ins allowed per user name, and per client address, within SIGN_IN_WINDOW; one more gets 429.
 SIGN_IN_FAILURES_ALLOWED = 5
 SIGN_IN_WINDOW = timedelta(minutes=1)
@@ -25,8 +26,7 @@ SIGN_IN_WINDOW = timedelta(minutes=1)
 def principal_of(token):
     """Who a token speaks for. An agent token is not its user: it may only report for its server."""
     if token.scope == AGENT_SCOPE:
-        return {"user_id": None, "name": f"agent:{token.server_id}", "role": "agent", "groups": [],
-                "scope": AGENT_SCOPE, "server_id": token.server_id}
+        return agent_principal(token.server_id)
     user = token.user
     return {"user_id": user.id, "name": user.name, "role": user.role, "groups": [g.name for g in user.groups],
             "scope": "full", "server_id": None}
@@ -245,6 +245,26 @@ class Identity:
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             self.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
         return principal_of(token)
+
+    def agent_tokens(self, after_id, limit):
+        """A page of the agent tokens that work now, by id after ``after_id``: [[id, digest, server id]], for the
+        gateway's copy (gateway/auth_cache.py). One that expires is left to ``authenticate``, which checks."""
+        rows = self.session.execute(
+            select(ApiToken.id, ApiToken.token_hash, ApiToken.server_id)
+            .where(ApiToken.scope == AGENT_SCOPE, ApiToken.server_id.is_not(None), ApiToken.expires_at.is_(None),
+                   ApiToken.id > after_id)
+            .order_by(ApiToken.id).limit(limit)).all()
+        return [list(row) for row in rows]
+
+    def agent_tokens_used(self, server_ids):
+        """These servers' agents were let in on the gateway's copy: their tokens' ``last_used_at``, as
+        ``authenticate`` keeps it (to LAST_USED_RESOLUTION)."""
+        now = self.now()
+        self.session.execute(
+            update(ApiToken)
+            .where(ApiToken.scope == AGENT_SCOPE, ApiToken.server_id.in_(server_ids),
+                   ApiToken.last_used_at.is_(None) | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now))
 
     def orphan_agent_tokens(self, delete_them=False):
         """Agent tokens of no server (ids): a server's delete takes its tokens, so these are what a crash,

@@ -5,7 +5,7 @@ from nameko.events import event_handler
 from nameko.timer import timer
 
 from services.inventory.dependencies import InventoryDatabase
-from services.inventory.identity import principal_of, token_dict, user_dict
+from services.inventory.identity import AGENT_TOKENS_PAGE, principal_of, token_dict, user_dict
 from services.inventory.models import Base, idempotency_keys
 from services.inventory.rabbitmq_check import test_credentials
 from services.inventory.servers import server_detail, server_ref
@@ -199,6 +199,20 @@ class InventoryService:
         principal = self.db.identity.authenticate(digest)
         self.db.commit()
         return principal
+
+    @rpc
+    def agent_tokens(self, after_id=0):
+        """For the gateway only: a page of the working agent tokens' digests and servers, for its copy that lets
+        heartbeats in without an ``authenticate`` each (identity.agent_tokens); empty after the last."""
+        page = self.db.identity.agent_tokens(int(after_id), AGENT_TOKENS_PAGE)
+        self.db.commit()
+        return page
+
+    @rpc
+    def agent_tokens_used(self, server_ids):
+        """For the gateway only: the servers whose agents its copy let in since it last said."""
+        self.db.identity.agent_tokens_used([int(i) for i in server_ids])
+        self.db.commit()
 
     @rpc
     def sign_in(self, data, lifetime_seconds, address="unknown"):

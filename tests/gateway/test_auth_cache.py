@@ -14,7 +14,7 @@ from kombu import Connection, Exchange, Queue
 from sqlalchemy import text
 
 from gateway.app import create_app
-from gateway.auth_cache import RevocationFeed
+from gateway.auth_cache import AgentTokenCopy, RevocationFeed
 from gateway.routes import PREFIX
 from shared.config import load_settings
 from shared.crypto import token_hash
@@ -43,19 +43,22 @@ def gateway(settings, rpc, inventory, provisioner, admin_token):
         Queue(exchange.name, exchange=exchange, routing_key="heartbeat.#", exclusive=True)(
             connection.default_channel).declare()
 
-        def make(auth_cache_seconds):
+        def make(auth_cache_seconds, agent_copy=None, rpc=rpc):
+            """``agent_copy``: the gateway's AgentTokenCopy (default: production's, loading every 150 s)."""
             own = load_settings(environ=dict(child_env(settings), STEWARD_AUTH_CACHE_SECONDS=str(auth_cache_seconds),
                                              STEWARD_AGENT_AUTH_CACHE_SECONDS=str(AGENT_CACHE_SECONDS)))
             feed = RevocationFeed(own, reconnect_seconds=0.2)
-            feeds.append(feed)
+            copy = agent_copy or AgentTokenCopy(rpc.service("inventory"), AGENT_CACHE_SECONDS / 2)
+            feeds.extend((feed, copy))
             publishers.append(ConfirmedPublisher(settings.amqp_uri, exchange.name))
-            client = testing.TestClient(create_app(own, rpc=rpc, agent_publisher=publishers[-1], revocation_feed=feed))
+            client = testing.TestClient(create_app(own, rpc=rpc, agent_publisher=publishers[-1], revocation_feed=feed,
+                                                   agent_copy=copy))
             assert client.simulate_get(f"{PREFIX}/servers", headers=admin).status_code == 200  # starts the feed
             wait_for(lambda: feed.consuming, what="the revocation feed to consume")
             return client, feed, admin
 
         yield make
-        for feed in feeds:
+        for feed in feeds:  # and the agent token copies
             feed.stop()
         for publisher in publishers:
             publisher.close()
@@ -209,3 +212,57 @@ def test_a_sign_out_a_password_change_and_a_deleted_user_end_what_another_gatewa
     assert there.simulate_get(f"{PREFIX}/servers", headers=bearer).status_code == 200
     assert here.simulate_delete(f"{PREFIX}/users/{user['id']}", headers=admin).status_code == 204
     refused_soon(lambda: there.simulate_get(f"{PREFIX}/servers", headers=bearer).status_code, "the user's token to end")
+
+
+class CountingRpc:
+    """The run's RPC client, counting the digests the gateway asks inventory to ``authenticate``."""
+
+    def __init__(self, rpc):
+        self.rpc = rpc
+        self.authenticated = []
+
+    def __getattr__(self, name):
+        return getattr(self.rpc, name)
+
+    def service(self, name):
+        proxy = self.rpc.service(name)
+        if name != "inventory":
+            return proxy
+        counting = self
+
+        class Inventory:
+            def __getattr__(self, method):
+                return getattr(proxy, method)
+
+            def authenticate(self, digest):
+                counting.authenticated.append(digest)
+                return proxy.authenticate(digest)
+        return Inventory()
+
+
+def test_an_agents_first_heartbeat_needs_no_authenticate_and_its_use_is_recorded(gateway, rpc, engine):
+    """The gateway's copy of the agent tokens (AgentTokenCopy, loading every 0.5 s here) lets a new agent's
+    first heartbeat in without asking inventory, tells inventory it was used, and a re-issued bundle's old
+    token is still refused at once."""
+    counting = CountingRpc(rpc)
+    copy = AgentTokenCopy(counting.service("inventory"), refresh_seconds=0.5, report_seconds=0.5, tick_seconds=0.1)
+    client, feed, admin = gateway(auth_cache_seconds=60, agent_copy=copy, rpc=counting)
+    server_id = new_server(client, admin)
+    token = agent_token(rpc, server_id)
+    loads = copy.loads
+    wait_for(lambda: copy.loads >= loads + 2, what="a load of the agent tokens begun after the token was issued")
+
+    assert heartbeat(client, server_id, token) == 202
+    assert token_hash(token) not in counting.authenticated
+
+    def last_used():
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT last_used_at FROM inventory.api_tokens WHERE token_hash = :h"),
+                                      {"h": token_hash(token)}).scalar()
+    wait_for(last_used, what="inventory told that the agent token was used")
+    shown = client.simulate_get(f"{PREFIX}/servers/{server_id}", headers=admin).json
+    assert shown["agent_last_seen_at"] is not None
+
+    new = agent_token(rpc, server_id)  # a new setup bundle: the copy's entry for the old token must go at once
+    refused_soon(lambda: heartbeat(client, server_id, token), "the old token's heartbeat to be refused")
+    assert heartbeat(client, server_id, new) == 202

@@ -1,6 +1,7 @@
 """The gateway's token cache keeps an agent token across heartbeats (30 s apart) only while its revocation feed
 consumes, a person's token only briefly, and drops what a revocation names at once."""
 from gateway.auth_cache import PrincipalCache
+from shared.authz import agent_principal
 
 AGENT = {"user_id": None, "name": "agent:7", "role": "agent", "groups": [], "scope": "agent", "server_id": 7}
 PERSON = {"user_id": 1, "name": "ops", "role": "operator", "groups": [], "scope": "full", "server_id": None}
@@ -80,3 +81,47 @@ def test_a_fleet_of_agents_fits_without_emptying_the_cache():
     for n in range(100_000):
         cache.put(f"agent-{n}", dict(AGENT, server_id=n), cache.ticket())
     assert cache.get("agent-0")["server_id"] == 0
+
+
+def test_a_load_of_the_agent_tokens_lets_each_in_long_and_drops_agents_no_longer_listed():
+    clock = Clock()
+    cache = listening_cache(clock)
+    cache.put("person", PERSON, cache.ticket())
+    cache.put("gone", AGENT, cache.ticket())  # its token was deleted since
+    assert cache.load_agents([("a1", 1), ("a2", 2)], cache.ticket())
+    clock.now = 299.0
+    assert cache.get("a1") == agent_principal(1) and cache.get("a2")["server_id"] == 2
+    assert cache.get("gone") is None
+    clock.now = 9.0
+    assert cache.get("person") == PERSON
+
+
+def test_a_load_that_a_revocation_or_a_lost_feed_overtook_is_not_kept():
+    cache = listening_cache(Clock())
+    ticket = cache.ticket()  # the tokens are read; meanwhile one is revoked and the event arrives
+    cache.revoke(server_ids=[1])
+    assert not cache.load_agents([("a1", 1)], ticket) and cache.get("a1") is None
+    ticket = cache.ticket()
+    cache.feed_lost()
+    cache.feed_consuming()
+    assert not cache.load_agents([("a1", 1)], ticket) and cache.get("a1") is None
+    assert cache.load_agents([("a1", 1)], cache.ticket())
+
+
+def test_a_load_while_the_feed_is_away_is_not_kept_and_one_too_big_is_not_either():
+    away = PrincipalCache(10, clock=Clock(), agent_ttl_seconds=300)
+    assert not away.load_agents([("a1", 1)], away.ticket())
+    small = PrincipalCache(10, clock=Clock(), agent_ttl_seconds=300, max_entries=2)
+    small.feed_consuming()
+    assert not small.load_agents([("a1", 1), ("a2", 2), ("a3", 3)], small.ticket())
+
+
+def test_the_cache_says_whose_agents_it_let_in_once():
+    cache = listening_cache(Clock())
+    assert cache.load_agents([("a1", 1), ("a2", 2)], cache.ticket())
+    cache.put("person", PERSON, cache.ticket())
+    cache.get("a1")
+    cache.get("a1")
+    cache.get("person")
+    assert cache.take_used() == {1}
+    assert cache.take_used() == set()
