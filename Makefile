@@ -120,13 +120,14 @@ bench-faults: install
 
 # N simulated agents (heartbeats over HTTP, statistics over AMQP) against the whole stack while operators list and open
 # details; 1 % go silent, 1 % misbehave. Per 30 s window and overall: rates, lag, list, down detection, CPU, memory.
+# The fleet was running before (warm); COLD=1: its first contact, no server heard before.
 N ?= 10000
 bench-fleet: install
-	$(PY) -m bench.fleet -n $(N)
+	$(PY) -m bench.fleet -n $(N) $(if $(COLD),--cold)
 
 # The same at N = 10,000, 30,000, 100,000 (and on while it holds): the table and the capacity model's inputs.
 bench-fleet-ramp: install
-	$(PY) -m bench.fleet --ramp
+	$(PY) -m bench.fleet --ramp $(if $(COLD),--cold)
 
 clean: down
 	rm -rf $(VENV) .steward

@@ -25,6 +25,13 @@ the real validation):
   Each must go ``down`` (monitoring's default: 90 s without a heartbeat) with exactly one
   ``server_state_changed`` (counted in monitoring's outbox), and nobody else may.
 
+By default the fleet was running before the run (warm): the good and the later silent agents are marked up in
+monitoring's liveness, each with its last heartbeat one interval before its first in the run, and their
+components as their heartbeats report them in inventory, so the run measures a fleet in its steady state.
+``--cold`` (``make bench-fleet COLD=1``) measures a fleet's first contact instead: no server heard before, so
+every agent's first heartbeat is an up transition and a versions report, N of each within one interval, which
+monitoring-ingest, inventory and the notifier each take one by one.
+
 Meanwhile operators list and search the fleet (LIST_RATE requests/s from two clients, the realistic mix of
 bench/gateway.py) and open a server's details with its monitoring charts (DETAIL_RATE a second: the server,
 its system and DNS series of the last hour and its heartbeats, four requests timed as one).
@@ -445,6 +452,44 @@ def seed_fleet(database_url, count):
     return sorted(seed_agent_tokens(database_url, ids).items())
 
 
+RUNNING_VERSIONS = {"dns": "3.2.6", "monitor": "1.4.0"}  # what a good agent's heartbeat reports
+
+
+def mark_installed(engine, server_ids):
+    """The servers' components as a heartbeat of theirs recorded them (inventory's record_reported_versions):
+    a fleet that was running before the run (warm)."""
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO inventory.server_components (server_id, name, version, state) "
+            "SELECT s, c.key, c.value, 'running' FROM unnest(CAST(:ids AS int[])) AS s, jsonb_each_text(CAST(:v AS jsonb)) AS c "
+            "ON CONFLICT (server_id, name) DO UPDATE SET version = excluded.version, state = 'running'"),
+            {"ids": server_ids, "v": json.dumps(RUNNING_VERSIONS)})
+        connection.execute(text("UPDATE inventory.servers SET state = 'running' WHERE id = ANY(:ids)"), {"ids": server_ids})
+
+
+def mark_heard(engine, agents, start_at):
+    """Each good (and later silent) agent up, its last heartbeat one interval before its first in the run, as
+    the simulator schedules them (_heartbeat_schedule): the liveness of a fleet that was running before (warm)."""
+    from sqlalchemy import text
+
+    ids, times = [], []
+    for i in range(SIM_PROCESSES):
+        mine = agents[i::SIM_PROCESSES]
+        spacing = HEARTBEAT_INTERVAL / len(mine)
+        for j, (server_id, _, kind) in enumerate(mine):
+            if kind in ("good", "silent"):
+                ids.append(server_id)
+                times.append(datetime.fromtimestamp(start_at + j * spacing - HEARTBEAT_INTERVAL, timezone.utc))
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO monitoring.liveness (server_id, state, last_heartbeat_at, changed_at, agent_version, versions, "
+            "recent_heartbeats) SELECT s, 'up', t, t, '1.4.0', CAST(:v AS jsonb), ARRAY[t] "
+            "FROM unnest(CAST(:ids AS int[]), CAST(:times AS timestamptz[])) AS b(s, t) ON CONFLICT (server_id) DO NOTHING"),
+            {"ids": ids, "times": times, "v": json.dumps(RUNNING_VERSIONS)})
+
+
 class Probe:
     """What the database and the broker say: rows inserted, raw tables' size, queue depths, our backends."""
 
@@ -585,8 +630,11 @@ def p(samples, fraction):
     return percentile(samples, fraction)
 
 
-def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_for=SILENCE_FOR, operators_on=True):
-    """The whole stack under ``count`` simulated agents; prints per window and returns the overall figures."""
+def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_for=SILENCE_FOR, operators_on=True,
+              cold=False):
+    """The whole stack under ``count`` simulated agents; prints per window and returns the overall figures.
+    ``cold``: the fleet's first contact (no server heard before the run: every first heartbeat is an up
+    transition and a versions report, N of each within one interval); else a fleet that was running."""
     import pika
 
     from bench.common import CpuMeter, Processes, bench_environment, children_of, free_port, pids_named, wait_healthy
@@ -602,7 +650,8 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
     upgrade(settings.database_url)
     began = time.perf_counter()
     fleet = seed_fleet(settings.database_url, count)
-    print(f"N = {count}: seeded {count} servers with an agent token each in {time.perf_counter() - began:.0f} s", flush=True)
+    print(f"N = {count}: seeded {count} servers with an agent token each in {time.perf_counter() - began:.0f} s; "
+          f"{'first contact (cold): none heard before' if cold else 'already running (warm)'}", flush=True)
     admin = bootstrap_admin(settings.database_url, "bench-admin")
     engine = make_engine(settings.database_url, pool_size=2)
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_uri))
@@ -613,6 +662,8 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
     silenced = [a[0] for a in agents if a[2] == "silent"]
     bad = [a for a in agents if a[2] in BAD_KINDS]
     good_ids = [a[0] for a in agents if a[2] == "good"]
+    if not cold:
+        mark_installed(engine, good_ids + silenced)
     amqp = pika.URLParameters(settings.amqp_uri)
     vhost = amqp.virtual_host
     users = RabbitMQUsers(f"http://{amqp.host}:15672", amqp.credentials.username, amqp.credentials.password, vhost)
@@ -634,6 +685,9 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
 
             run_for = silence_at + silence_for
             start_at = time.time() + 2.0
+            if not cold:
+                start_at += 8.0  # marked heard before the first heartbeat is due
+                mark_heard(engine, agents, start_at)
             times = (start_at, start_at + silence_at, start_at + run_for)
             simulators, shared = [], []
             for i in range(SIM_PROCESSES):
@@ -831,23 +885,26 @@ def main(argv=None):
     parser.add_argument("--silence-at", type=float, default=SILENCE_AT,
                         help="seconds of traffic before 1 %% of the agents go silent (110 s more follow)")
     parser.add_argument("--no-operators", action="store_true", help="the fleet alone: no list, search or details")
+    parser.add_argument("--cold", action="store_true",
+                        help="the fleet's first contact: no server heard before the run (default: already running)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack's processes on the way out
     if not args.ramp:
-        run_fleet(args.servers, args.window, args.port, silence_at=args.silence_at, operators_on=not args.no_operators)
+        run_fleet(args.servers, args.window, args.port, silence_at=args.silence_at, operators_on=not args.no_operators,
+                  cold=args.cold)
         return 0
     results = []
     steps = list(args.steps or RAMP)
     steps += [steps[-1] * 2, steps[-1] * 4]  # beyond the goal while it holds, bounded
     for count in steps:
-        results.append(run_fleet(count, args.window, args.port))
+        results.append(run_fleet(count, args.window, args.port, cold=args.cold))
         ramp_table(results)
         if all(results[-1]["holds"].values()):
             continue
         # The first step did not hold: down by thirds (bounded) until one does, so the ceiling is found.
         while len(results) < 4 and not any(all(r["holds"].values()) for r in results) and count > MIN_STEP:
             count = max(MIN_STEP, count // 3)
-            results.append(run_fleet(count, args.window, args.port))
+            results.append(run_fleet(count, args.window, args.port, cold=args.cold))
             ramp_table(results)
         break
     return 0
