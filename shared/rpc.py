@@ -211,12 +211,14 @@ class RpcClient:
         calls end when its own caller stops waiting. ``idempotency_key`` (default: the context's)
         goes with the request for a creating call to answer a repeat with its first answer.
         """
+        # First: a process's first call connects (its reply consumer), and under load that can take seconds that
+        # must not come out of the service's time (its request would arrive with its deadline nearly gone).
+        self._ensure_started()
         now = time.time()
         deadline = min(now + (timeout or self.timeout), deadline or float("inf"))
         if deadline <= now:
             raise ServiceUnavailable(f"no time left to ask {service} for {method}: the request's deadline has passed",
                                      {"service": [service]})
-        self._ensure_started()
         correlation_id = str(uuid.uuid4())
         request_id = request_id or request_id_var.get()
         idempotency_key = idempotency_key or idempotency_key_var.get()

@@ -4,6 +4,7 @@ event, whatever ended it), a backup cancelled in its dump, and the creating call
 their Idempotency-Key with their first answer."""
 import json
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -184,12 +185,20 @@ def test_a_backup_cancelled_in_its_dump_stops_pg_dump_and_restic_and_lists_nothi
         rpc, admin, backup_server, engine, api_url, admin_token, backup_events, capsys):
     registered, daemon = backup_server
     with backup_in_its_dump(rpc, admin, engine, registered["id"]) as task:
-        wait_for(lambda: _children("pg_dump") and _children("restic"), timeout=30, interval=0.05,
-                 what="pg_dump and restic to run")
-        assert steward(api_url, admin_token, "tasks", "cancel", task["id"]) == 0  # the gateway's route, any service
-        assert "asked to stop" in capsys.readouterr().out
-        ended = wait_for(lambda: (t := rpc.call("backup", "get_task", admin, task["id"]))["state"] not in (
-            "queued", "running") and t, timeout=60, interval=0.2, what="the cancel to land")
+        dumps = wait_for(lambda: _children("restic") and _children("pg_dump"), timeout=30, interval=0.05,
+                         what="pg_dump and restic to run")
+        # Held where it is, so the dump cannot end before the cancel lands, however slowly the CLI starts on a
+        # loaded machine (the cancel kills it with SIGKILL, which a stopped process takes too).
+        for pid in dumps:
+            os.kill(int(pid), signal.SIGSTOP)
+        try:
+            assert steward(api_url, admin_token, "tasks", "cancel", task["id"]) == 0  # the gateway's route
+            assert "asked to stop" in capsys.readouterr().out
+            ended = wait_for(lambda: (t := rpc.call("backup", "get_task", admin, task["id"]))["state"] not in (
+                "queued", "running") and t, timeout=60, interval=0.2, what="the cancel to land")
+        finally:
+            for pid in _children("pg_dump"):  # not killed (the test failed): let it end, and the ballast go
+                os.kill(int(pid), signal.SIGCONT)
         # The dump stopped where it was, not at its end: pg_dump and restic were killed, no snapshot was made.
         assert ended["state"] == "cancelled" and ended["error"] == f"cancelled by {admin['name']} after 3 of 4 steps"
         assert _children("pg_dump") == [] and _children("restic") == []
