@@ -185,14 +185,24 @@ class _Clock:
             await asyncio.sleep(delay)
 
 
+def simulator_share(agents, i):
+    """The agents simulator process ``i`` plays."""
+    return agents[i::SIM_PROCESSES]
+
+
+def heartbeat_due(start_at, k, count):
+    """When the ``k``-th heartbeat of a simulator playing ``count`` agents is due (agent ``k % count``'s): each
+    agent every HEARTBEAT_INTERVAL, spread evenly. A negative ``k`` is before the run (warm, mark_heard)."""
+    return start_at + k * HEARTBEAT_INTERVAL / count
+
+
 async def _heartbeat_schedule(agents, clock, due_queue, counters):
     """Each agent's heartbeat every HEARTBEAT_INTERVAL, spread evenly, put on ``due_queue`` when due: open loop,
     so a slow gateway makes heartbeats late (counted) rather than fewer."""
-    spacing = HEARTBEAT_INTERVAL / len(agents)
     seq = {}
     k = 0
     while True:
-        due = clock.start_at + k * spacing
+        due = heartbeat_due(clock.start_at, k, len(agents))
         if due >= clock.stop_at:
             break
         await clock.until(due)
@@ -476,12 +486,11 @@ def mark_heard(engine, agents, start_at):
 
     ids, times = [], []
     for i in range(SIM_PROCESSES):
-        mine = agents[i::SIM_PROCESSES]
-        spacing = HEARTBEAT_INTERVAL / len(mine)
+        mine = simulator_share(agents, i)
         for j, (server_id, _, kind) in enumerate(mine):
-            if kind in ("good", "silent"):
+            if kind in ("good", "silent"):  # the heartbeat one round before agent j's first in the run
                 ids.append(server_id)
-                times.append(datetime.fromtimestamp(start_at + j * spacing - HEARTBEAT_INTERVAL, timezone.utc))
+                times.append(datetime.fromtimestamp(heartbeat_due(start_at, j - len(mine), len(mine)), timezone.utc))
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO monitoring.liveness (server_id, state, last_heartbeat_at, changed_at, agent_version, versions, "
@@ -692,7 +701,7 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
             simulators, shared = [], []
             for i in range(SIM_PROCESSES):
                 counters = multiprocessing.Array("q", len(COUNTERS), lock=False)
-                mine = agents[i::SIM_PROCESSES]
+                mine = simulator_share(agents, i)
                 own = [(sid, own_uris[sid]) for sid, _, _ in mine if sid in own_uris]
                 simulators.append(multiprocessing.Process(
                     target=_simulator_process, args=(port, settings.amqp_uri, mine, own, times, counters, i), daemon=True))
