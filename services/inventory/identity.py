@@ -3,7 +3,7 @@ import math
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import ARRAY, Integer, any_, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.inventory.models import ApiToken, Group, Server, SignInFailure, User
@@ -260,9 +260,10 @@ class Identity:
         """These servers' agents were let in on the gateway's copy: their tokens' ``last_used_at``, as
         ``authenticate`` keeps it (to LAST_USED_RESOLUTION)."""
         now = self.now()
+        ids = bindparam("ids", server_ids, ARRAY(Integer))  # one array parameter for a fleet's worth, not one each
         self.session.execute(
             update(ApiToken)
-            .where(ApiToken.scope == AGENT_SCOPE, ApiToken.server_id.in_(server_ids),
+            .where(ApiToken.scope == AGENT_SCOPE, ApiToken.server_id == any_(ids),
                    ApiToken.last_used_at.is_(None) | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
             .values(last_used_at=now))
 
