@@ -101,6 +101,7 @@ class RpcClient:
         self._pid = None
         self._stopping = threading.Event()
         self._consumer_ready = threading.Event()
+        self._reply_queue_made = False  # in this process (_ensure_started)
         self._publisher = None
         self._producer = None
         self._inspector = None
@@ -109,21 +110,25 @@ class RpcClient:
     def _ensure_started(self):
         # Started lazily, and again after a fork: gunicorn forks workers after
         # loading the app, and connections must not be shared across processes.
-        if self._pid == os.getpid():
+        if self._pid != os.getpid():
+            with self._start_lock:
+                if self._pid != os.getpid():
+                    self._reply_key = str(uuid.uuid4())
+                    self._pending, self._slots, self._moved = {}, {}, {}
+                    self._stopping.clear()
+                    self._consumer_ready.clear()
+                    self._reply_queue_made = False
+                    self._publisher = self._producer = self._inspector = None
+                    thread = threading.Thread(target=self._consume_forever, name="rpc-replies", daemon=True)
+                    thread.start()
+                    self._pid = os.getpid()
+        # Every caller waits until this process's reply queue exists, not only the one that started its consumer:
+        # a reply to a queue not yet declared is dropped by the broker. Once made, the queue outlives a reconnect.
+        if self._reply_queue_made:
             return
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            self._reply_key = str(uuid.uuid4())
-            self._pending, self._slots, self._moved = {}, {}, {}
-            self._stopping.clear()
-            self._consumer_ready.clear()
-            self._publisher = self._producer = self._inspector = None
-            thread = threading.Thread(target=self._consume_forever, name="rpc-replies", daemon=True)
-            thread.start()
-            self._pid = os.getpid()
         if not self._consumer_ready.wait(self.timeout):
             raise ServiceUnavailable("message broker is not reachable", {"broker": [self._safe_uri()]})
+        self._reply_queue_made = True
 
     @property
     def connected(self):

@@ -95,6 +95,30 @@ def test_answers_typed_errors_and_a_service_that_is_not_running(client):
         client.service("nobody").anything()
 
 
+class SlowStartingClient(RpcClient):
+    """Its reply consumer connects a second late, as a fresh process's may on a loaded machine."""
+
+    def _consume_forever(self):
+        time.sleep(1)
+        super()._consume_forever()
+
+
+def test_every_first_caller_of_a_process_waits_for_its_reply_queue(client, settings):
+    """Two threads make a fresh process's first calls: the second, arriving while the first waits for the reply
+    consumer, must wait too, or its request goes out before the reply queue exists and its answer is dropped."""
+    fresh = SlowStartingClient(settings.amqp_uri, timeout=5, caller=f"{CALLER}-fresh")
+    answers = []
+    try:
+        first = threading.Thread(target=lambda: answers.append(fresh.call("rpc_client_gate", "answer")))
+        first.start()
+        wait_for(lambda: fresh._pid is not None, what="the first call to start the reply consumer")
+        answers.append(fresh.call("rpc_client_gate", "answer"))
+        first.join(10)
+    finally:
+        fresh.close()
+    assert answers == ["answered", "answered"]
+
+
 def test_a_service_that_stopped_fails_at_once_though_its_queue_remains(client, settings, start_service):
     stopped = start_service(Stopping)
     assert client.call("rpc_stopping", "ping") == "pong"
