@@ -119,7 +119,9 @@ def test_an_unchanged_day_of_aggregates_is_reused_and_a_restore_rebuilds_everyth
     second = backups.run(registered["id"], Steps())
     tables = parts_of(engine, second)["tables"]
     assert tables[day]["snapshot_id"] == tables[today]["snapshot_id"] == first["snapshot_id"]
-    assert tables[day]["rows"] == 4320 and second["size_bytes"] < first["size_bytes"] // 2
+    # The day's 4,320 minute rows, and any hour rows the session's rollup made of them before the first backup:
+    # the part records what the table held, which is what it held at the first backup, since it was reused.
+    assert tables[day]["rows"] == before[day][0] >= 4320 and second["size_bytes"] < first["size_bytes"] // 2
     # The backup row the first run listed changed the catalogue: dumped again.
     assert tables["backup.backups"]["snapshot_id"] == second["snapshot_id"]
 
