@@ -9,6 +9,11 @@ and closed. A larger body (an image upload) is read by the thread, which gives u
 ``IDLE_TIMEOUT_SECONDS`` (Falcon's handler answers 408). gunicorn's own error answers (a malformed
 request line, a header too large) are JSON like every other error, and no answer names the server software.
 
+A connection that ends is closed as RFC 9112 9.6 asks (FIN first, then what the client still sends is read
+and dropped until it closes, so unread bytes do not turn the close into a reset that truncates the answer),
+but by the main loop's poller: gthread's own lingering close waits up to 2 s for each client on the main
+loop, so a client that keeps its end open after a ``Connection: close`` answer stopped the whole worker.
+
 On SIGTERM the worker stops as gunicorn's gthread does (in-flight requests finish within graceful_timeout),
 but first takes in the connections already queued on its listener and then closes the listener at once: a
 rolling restart then resets no request that had reached the gateway (gateway/gunicorn.conf.py drains the
@@ -18,6 +23,7 @@ import json
 import os
 import re
 import selectors
+import socket
 import time
 from functools import partial
 
@@ -29,6 +35,9 @@ from gateway.resources import MAX_JSON_BYTES
 
 HEAD_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_HEAD_TIMEOUT", "10"))
 IDLE_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_IDLE_TIMEOUT", "30"))
+# How long, and for how many bytes, a closing connection waits for the client's own close (gthread's figures).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024
 # A head longer than this is handed to gunicorn's parser, which refuses it by its limit_request_* settings.
 MAX_HEAD_BYTES = 64 * 1024
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
@@ -63,11 +72,28 @@ def request_read(buffer):
     return length > MAX_JSON_BYTES or len(buffer) >= head_end + 4 + length
 
 
+def _received(sock):
+    """What a non-blocking client socket holds: bytes, b"" when the client closed (or failed), None for nothing yet."""
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class Connection(gthread.TConn):
-    def __init__(self, *args):
+    def __init__(self, *args, linger):
         super().__init__(*args)
         self.read_ahead = None  # bytes the main loop read; the parser takes them first
-        self.deadline = None
+        self.linger = linger  # the worker's lingering close, run by its poller
+        self.lingered = 0
+
+    def close(self, graceful=False):
+        if graceful:
+            self.linger(self)
+        else:
+            super().close()
 
     def init(self):
         super().init()
@@ -80,6 +106,7 @@ class Connection(gthread.TConn):
 class GatewayWorker(gthread.ThreadWorker):
     def init_process(self):
         self.reading = {}  # connections whose request the main loop is reading: their deadline
+        self.lingering = {}  # connections closed on our side, waiting for the client's close: their deadline
         super().init_process()
 
     def accept(self, listener):
@@ -94,7 +121,7 @@ class GatewayWorker(gthread.ThreadWorker):
         except ConnectionAbortedError:
             return True
         self.nr_conns += 1
-        self._read_request(Connection(self.cfg, client_sock, client_addr, listener.getsockname()))
+        self._read_request(Connection(self.cfg, client_sock, client_addr, listener.getsockname(), linger=self._linger))
         return True
 
     def set_accept_enabled(self, enabled):
@@ -125,12 +152,9 @@ class GatewayWorker(gthread.ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))
 
     def _on_request_bytes(self, conn, sock):
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
+        data = _received(sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client went away
             self._stop_reading(conn)
             self.nr_conns -= 1
@@ -143,15 +167,44 @@ class GatewayWorker(gthread.ThreadWorker):
             self.enqueue_req(conn)
 
     def _stop_reading(self, conn):
-        self.reading.pop(conn, None)
+        self._forget(self.reading, conn)
+
+    def _forget(self, waiting, conn):
+        """``conn`` is no longer ``waiting`` (reading, lingering) for the poller."""
+        waiting.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
 
+    def _linger(self, conn):
+        """gthread's graceful close (it no longer counts the connection), without waiting on the main loop."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.sock.close()
+            return
+        conn.sock.setblocking(False)
+        self.lingering[conn] = time.monotonic() + LINGER_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_bytes, conn))
+
+    def _on_linger_bytes(self, conn, sock):
+        data = _received(sock)
+        if data is None:
+            return
+        conn.lingered += len(data)
+        if not data or conn.lingered >= LINGER_BYTES:
+            self._end_linger(conn)
+
+    def _end_linger(self, conn):
+        self._forget(self.lingering, conn)
+        conn.sock.close()
+
     def murder_pending(self):
         super().murder_pending()
         now = time.monotonic()
+        for conn in [conn for conn, deadline in self.lingering.items() if deadline <= now]:
+            self._end_linger(conn)
         for conn in [conn for conn, deadline in self.reading.items() if deadline <= now]:
             self._stop_reading(conn)
             self.nr_conns -= 1

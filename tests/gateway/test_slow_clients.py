@@ -149,7 +149,9 @@ def test_a_stopping_gateway_answers_every_connection_it_took_and_refuses_the_nex
         taken.append(sock)
         return False
 
+    signalled = time.monotonic()
     wait_for(refused, timeout=30, interval=0.01, what="the stopping gateway to refuse connections")
+    refused_after = time.monotonic() - signalled
     in_flight.sendall(request[-2:])
     answers = []
     for sock in [in_flight, *taken]:
@@ -159,8 +161,29 @@ def test_a_stopping_gateway_answers_every_connection_it_took_and_refuses_the_nex
             answers.append("reset")
         sock.close()
     assert gateway.process.wait(timeout=30) == 0
-    print(f"stopping gateway: {len(taken)} connections made after SIGTERM before it refused "
+    print(f"stopping gateway: {len(taken)} connections made after SIGTERM before it refused in {refused_after:.1f} s, "
           f"({len(reset_at_close)} reset as the listener closed); answers {answers}")
     assert len(reset_at_close) <= 1
     # The in-flight request is answered 200, or 408 on a machine so loaded that its head timeout passed first.
     assert answers[0] in ("HTTP/1.1 200 OK", "HTTP/1.1 408 Request Timeout") and answers[1:] == ["HTTP/1.1 200 OK"] * len(taken)
+
+
+def test_clients_that_keep_their_end_open_after_a_closing_answer_hold_up_no_one(gateway):
+    """An answer with ``Connection: close`` ends with a lingering close: FIN, then what the client still sends is
+    read until it closes. gthread did that wait on the worker's main loop, up to 2 s per connection, so ten
+    clients that kept their end open stopped the worker for 20 s (seen as a stopping gateway that never got
+    to its last request). Here the poller does it, and the next client is answered at once."""
+    lingering = []
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", gateway.port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: steward\r\nConnection: close\r\n\r\n")
+        lingering.append(sock)
+    for sock in lingering:  # each is answered; the gateway then closes it, and the client keeps its end open
+        sock.settimeout(HEAD_TIMEOUT * 10)
+        assert sock.recv(1, socket.MSG_PEEK) == b"H"
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/api/v2/openapi.json", timeout=5) as normal:
+        assert normal.status == 200
+    for sock in lingering:  # each was answered, and closed on the gateway's side
+        head, _ = _answer(sock)
+        assert head.startswith("HTTP/1.1 200 OK"), head
+        sock.close()
