@@ -3,6 +3,7 @@
     python -m scripts.container check [--database-only]   before a role starts
     python -m scripts.container check --migrated          Kubernetes init container: wait for the release's migrations
     python -m scripts.container health                    HEALTHCHECK and Kubernetes probes
+    python -m scripts.container proxy --wait-up 2         a gateway's rolling restart: until HAProxy sends to both
 
 ``check`` loads the configuration and connects once to PostgreSQL and RabbitMQ;
 a missing setting or an unreachable dependency is one JSON log line and exit
@@ -13,6 +14,10 @@ that logs tracebacks in a loop.
 answer ``GET /healthz`` and reach the broker (a service with no replica makes
 ``/healthz`` a 503 naming it, but does not make the gateways unready); a service or the ingest consumer must hold an
 established connection to the broker, which is what makes a replica take work.
+
+``proxy`` reads what HAProxy (docker-compose.yml's ``proxy``) thinks of each gateway. Docker's
+``healthy`` is the gateway's own view; HAProxy finds a restarted replica by DNS and checks it
+itself, and until it does, stopping the other replica would leave it none to send to.
 """
 import argparse
 import json
@@ -165,6 +170,41 @@ def health(pid=1):
     return fail(f"no connection to RabbitMQ at {amqp.hostname}:{amqp.port or 5672}")
 
 
+def proxy_gateways(url):
+    """HAProxy's status of each gateway in backend ``gateways`` (its CSV statistics), by server name."""
+    import csv
+    import io
+
+    import requests
+
+    answer = requests.get(url, timeout=TIMEOUT_SECONDS)
+    answer.raise_for_status()
+    rows = csv.DictReader(io.StringIO(answer.text.lstrip("# ")))
+    return {row["svname"]: row["status"] for row in rows
+            if row["pxname"] == "gateways" and row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def wait_for_proxy(url, up, timeout):
+    """Until HAProxy counts ``up`` gateways UP (not draining, not going down), or ``timeout`` s."""
+    import time
+
+    import requests
+
+    deadline, seen = time.monotonic() + timeout, None
+    while True:
+        try:
+            seen = proxy_gateways(url)
+        except requests.RequestException as exc:
+            seen = f"{url}: {exc}"
+        else:
+            if sum(status == "UP" for status in seen.values()) >= up:
+                print(json.dumps({"gateways": seen}), flush=True)
+                return 0
+        if time.monotonic() > deadline:
+            return fail(f"HAProxy has not counted {up} gateways up in {timeout:.0f} s: {seen}")
+        time.sleep(0.5)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -172,9 +212,15 @@ def main(argv=None):
     checking.add_argument("--database-only", action="store_true")
     checking.add_argument("--migrated", action="store_true", help="also wait (up to 10 minutes) until the schema is at head")
     commands.add_parser("health", help="is the container's process healthy")
+    proxying = commands.add_parser("proxy", help="the gateways as HAProxy sees them; --wait-up N waits for N up")
+    proxying.add_argument("--url", default=os.environ.get("STEWARD_PROXY_STATS_URL", "http://proxy:8404/stats;csv"))
+    proxying.add_argument("--wait-up", type=int, default=0, metavar="N")
+    proxying.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(args.database_only, 600 if args.migrated else None)
+    if args.command == "proxy":
+        return wait_for_proxy(args.url, args.wait_up, args.timeout)
     return health()
 
 

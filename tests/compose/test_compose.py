@@ -317,9 +317,14 @@ def test_a_rolling_restart_of_the_gateway_fails_no_request(stack, agent_setup, a
             stopped = time.monotonic()
             run(["docker", "start", name])
             wait_for(lambda: stack.health(name) == "healthy", timeout=120, interval=0.5, what=f"{name} healthy again")
+            healthy = time.monotonic()
+            # Docker's "healthy" is the replica's own view: the next one stops only once the proxy sends to both
+            # (docs/deploy.md; under load, HAProxy's own check has passed up to seconds later than Docker's).
+            run(["docker", "exec", name, "python", "-m", "scripts.container", "proxy", "--wait-up", "2"])
             windows.append((name, stopping, time.monotonic()))
             timeline.append(f"{name.split('_', 1)[1]} stopped at {stopping - started:.1f} s in "
-                            f"{stopped - stopping:.1f} s (status {status}), healthy at {time.monotonic() - started:.1f} s")
+                            f"{stopped - stopping:.1f} s (status {status}), healthy at {healthy - started:.1f} s, "
+                            f"up in the proxy at {time.monotonic() - started:.1f} s")
         rolled = time.monotonic() - started
         time.sleep(2)  # and a moment on both replicas again
 
