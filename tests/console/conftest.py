@@ -2,6 +2,7 @@
 gateway app over HTTP and the real services, broker and database."""
 import os
 import threading
+import time
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -56,8 +57,37 @@ def browser():
     manager._client._transport._proc.terminate()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item, so the ``page`` fixture knows whether the test failed."""
+    report = (yield).get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+class RequestLog:
+    """Every request the page made, when, and how it ended: printed when a test fails, so a page that waited
+    (a request never answered, a script that never ran) says what it waited for."""
+
+    def __init__(self, page):
+        self.started, self.lines = time.monotonic(), []
+        page.on("request", lambda r: self._note("asked", r))
+        page.on("requestfinished", lambda r: self._note("answered", r))
+        page.on("requestfailed", lambda r: self._note(f"failed ({r.failure})", r))
+
+    def _note(self, what, request):
+        self.lines.append(f"{time.monotonic() - self.started:7.2f} s {what}: {request.method} {request.url}")
+
+    def unanswered(self):
+        asked = [line.split(": ", 1)[1] for line in self.lines if " asked: " in line]
+        ended = [line.split(": ", 1)[1] for line in self.lines if " asked: " not in line]
+        for request in ended:
+            if request in asked:
+                asked.remove(request)
+        return asked
+
+
 @pytest.fixture
-def page(browser, console_url):
+def page(browser, console_url, request):
     """A fresh browser profile; the test fails on any script error the page raised (an API's refusal, which
     Chromium logs as a failed resource, is the page's to show, not an error)."""
     context = browser.new_context(base_url=console_url, viewport={"width": 1280, "height": 860},
@@ -66,7 +96,12 @@ def page(browser, console_url):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    requests = RequestLog(page)
     yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(f"the page's requests (unanswered: {requests.unanswered()}):", *requests.lines[-60:], sep="\n")
+        print("the page showed:", page.evaluate("document.body.innerText")[:2000], "errors:", errors, sep="\n")
     context.close()
     assert not [e for e in errors if not e.startswith("Failed to load resource")], errors
 
