@@ -178,13 +178,16 @@ class GatewayWorker(gthread.ThreadWorker):
             pass
 
     def _linger(self, conn):
-        """gthread's graceful close (it no longer counts the connection), without waiting on the main loop."""
+        """gthread's graceful close, without waiting on the main loop. gthread no longer counts the connection;
+        it is counted again until it ends, so a stopping worker waits for it too (a socket closed with unread
+        bytes is reset, which could cut the end of the answer)."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             conn.sock.close()
             return
         conn.sock.setblocking(False)
+        self.nr_conns += 1
         self.lingering[conn] = time.monotonic() + LINGER_SECONDS
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_bytes, conn))
 
@@ -198,6 +201,7 @@ class GatewayWorker(gthread.ThreadWorker):
 
     def _end_linger(self, conn):
         self._forget(self.lingering, conn)
+        self.nr_conns -= 1
         conn.sock.close()
 
     def murder_pending(self):
