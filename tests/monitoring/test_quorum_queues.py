@@ -1,5 +1,6 @@
 """STEWARD_QUEUE_TYPE=quorum against this machine's RabbitMQ: the agent path's queues are declared as
 quorum queues and the ingest consumer stores through them; classic stays the default."""
+import json
 import subprocess
 import sys
 from urllib.parse import quote
@@ -25,7 +26,7 @@ def test_classic_is_the_default_and_a_wrong_type_is_refused(monkeypatch):
         durable_queue_arguments("mirrored")
 
 
-def test_the_consumer_stores_through_quorum_queues(settings, scalar, rabbitmq_management, tmp_path):
+def test_the_consumer_stores_through_quorum_queues(settings, scalar, tmp_path):
     vhost = f"{Connection(settings.amqp_uri).virtual_host}-quorum"
     subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
     ensure_vhost(vhost)
@@ -38,8 +39,11 @@ def test_the_consumer_stores_through_quorum_queues(settings, scalar, rabbitmq_ma
                                    stdout=output, stderr=subprocess.STDOUT)
     try:
         def queue_types():
-            queues = rabbitmq_management("GET", f"/queues/{quote(vhost, safe='')}") or []
-            return {q["name"]: q["type"] for q in queues if q.get("consumers", 0) or q["name"] == "monitoring.dead"}
+            # From the broker itself, not the management plugin's statistics (tests/conftest.py says why).
+            listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type", "consumers",
+                                     "--formatter", "json"], capture_output=True, text=True, check=True).stdout
+            return {q["name"]: q["type"] for q in json.loads(listed or "[]")
+                    if q.get("consumers", 0) or q["name"] == "monitoring.dead"}
 
         types = wait_for(lambda: process.poll() is None and len(queue_types()) == 3 and queue_types(), timeout=60,
                          interval=0.5, what="the consumer on its queues")
