@@ -5,6 +5,7 @@ its own schema. The nameko side (a session per worker) is
 ``shared.dependencies.DatabaseSession``.
 """
 from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -39,3 +40,15 @@ def make_engine(url, pool_size=5, **kwargs):
         **kwargs,
     )
 
+
+
+def once_more_if_dropped(work):
+    """``work()``, and once more if the database dropped the connection under it (a restart, a terminated
+    backend): a blip must not fail work that is doing fine. The pool's pre-ping cannot see a connection that
+    dies after it; ``work`` must be safe to repeat, which a transaction that died with its connection is."""
+    for attempt in (1, 2):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from shared import green
 from shared.crypto import SecretBox
-from shared.db import make_engine
+from shared.db import make_engine, once_more_if_dropped
 from shared.errors import ServiceUnavailable, StewardError
 from shared.events import EventEmitter
 from shared.idempotency import RequestKey
@@ -168,11 +168,15 @@ class Events(DependencyProvider):
         return EventEmitter(self.container.service_name, lambda name, body: relay.write(session, name, body))
 
     def emitter(self):
-        """An EventEmitter for outside workers: each event commits on its own, then the relay is told."""
+        """An EventEmitter for outside workers: each event commits on its own (again if the connection dropped
+        under it: the first transaction died with it), then the relay is told."""
         def send(name, body):
             relay = self.relay()
-            with relay.engine.begin() as connection:
-                relay.write(connection, name, body)
+
+            def write():
+                with relay.engine.begin() as connection:
+                    relay.write(connection, name, body)
+            once_more_if_dropped(write)
             relay.kick()
 
         return EventEmitter(self.container.service_name, send)

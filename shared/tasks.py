@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from shared.db import once_more_if_dropped
 from shared.errors import OperationInProgress, TaskFinished, TaskNotCancellable, TaskNotFound
 
 TASK_STATES = ("queued", "running", "succeeded", "failed", "rolled_back", "cancelled")
@@ -304,15 +304,11 @@ class TaskStore:
 
     def _retrying(self, work):
         """``work(session)`` in a fresh session, once more if the database dropped the connection under it
-        (a restart, a terminated backend): a blip must not fail a task that is doing fine. Each write
-        below may be repeated: the first attempt's transaction died with its connection."""
-        for attempt in (1, 2):
-            try:
-                with self.Session() as session:
-                    return work(session)
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
+        (shared/db.py). Each write below may be repeated: the first attempt's transaction died with it."""
+        def attempt():
+            with self.Session() as session:
+                return work(session)
+        return once_more_if_dropped(attempt)
 
     def change(self, task_id, **columns):
         """Set columns of a task (its plan, what a kind records as it goes), committed at once."""
