@@ -182,3 +182,21 @@ def test_a_service_that_stops_is_named_while_the_page_keeps_working(page, users,
     finally:
         every_service["backup"] = start_console_service(BackupService)
     expect(page.get_by_role("status")).to_have_count(0, timeout=60_000)
+
+
+def test_a_module_that_does_not_arrive_is_fetched_again(page, users):
+    """A network change on the machine makes Chromium abort the requests in flight (ERR_NETWORK_CHANGED: seen
+    in CI while other tests made network namespaces), and one lost module fails the whole module graph: the
+    page starts again (gateway/console/boot.js) instead of saying "Loading" for ever."""
+    lost = []
+
+    def lose_the_first(route):
+        if lost:
+            route.continue_()
+        else:
+            lost.append(route.request.url)
+            route.abort("connectionreset")
+
+    page.route("**/console/static/pages/actions.js", lose_the_first)
+    sign_in(page)
+    assert len(lost) == 1 and lost[0].endswith("/console/static/pages/actions.js")
