@@ -45,7 +45,7 @@ def test_the_consumer_stores_through_quorum_queues(settings, scalar, tmp_path):
             return {q["name"]: q["type"] for q in json.loads(listed or "[]")
                     if q.get("consumers", 0) or q["name"] == "monitoring.dead"}
 
-        types = wait_for(lambda: process.poll() is None and len(queue_types()) == 3 and queue_types(), timeout=60,
+        types = wait_for(lambda: process.poll() is None and (lambda t: len(t) == 3 and t)(queue_types()), timeout=60,
                          interval=0.5, what="the consumer on its queues")
         assert types == {STATS_QUEUE: "quorum", HEARTBEAT_QUEUE: "quorum", "monitoring.dead": "quorum"}, log.read_text()
         with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
