@@ -41,7 +41,6 @@ def make_engine(url, pool_size=5, **kwargs):
     )
 
 
-
 def once_more_if_dropped(work):
     """``work()``, and once more if the database dropped the connection under it (a restart, a terminated
     backend): a blip must not fail work that is doing fine. The pool's pre-ping cannot see a connection that

@@ -69,21 +69,20 @@ class RequestLog:
     (a request never answered, a script that never ran) says what it waited for."""
 
     def __init__(self, page):
-        self.started, self.lines = time.monotonic(), []
+        self.started, self.lines, self.pending = time.monotonic(), [], []
         page.on("request", lambda r: self._note("asked", r))
         page.on("requestfinished", lambda r: self._note("answered", r))
         page.on("requestfailed", lambda r: self._note(f"failed ({r.failure})", r))
 
     def _note(self, what, request):
         self.lines.append(f"{time.monotonic() - self.started:7.2f} s {what}: {request.method} {request.url}")
+        if what == "asked":
+            self.pending.append(request)
+        elif request in self.pending:
+            self.pending.remove(request)
 
     def unanswered(self):
-        asked = [line.split(": ", 1)[1] for line in self.lines if " asked: " in line]
-        ended = [line.split(": ", 1)[1] for line in self.lines if " asked: " not in line]
-        for request in ended:
-            if request in asked:
-                asked.remove(request)
-        return asked
+        return [f"{request.method} {request.url}" for request in self.pending]
 
 
 @pytest.fixture
