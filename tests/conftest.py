@@ -195,14 +195,18 @@ def rabbitmq_management():
     It asks ``/whoami``, not ``/overview``: RabbitMQ 3.10.8's node statistics collector can die for good
     (rabbitmq-server#6097, seen in CI), after which ``/overview`` and ``/queues`` answer 500 while users,
     permissions and connections, all that Steward uses, still work."""
-    subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], check=True, capture_output=True)
-    for _ in range(100):
+    said = ""
+    for attempt in range(200):
         try:
             management_api("GET", "/whoami")
             return management_api
         except subprocess.CalledProcessError:
+            if attempt % 50 == 0:  # only while it does not answer: a CLI run beside other groups' can fail (exit 65)
+                enabling = subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
+                                          capture_output=True, text=True)
+                said = (enabling.stderr or enabling.stdout).strip()[-500:]
             time.sleep(0.1)
-    raise RuntimeError("RabbitMQ management API did not come up")
+    raise RuntimeError(f"RabbitMQ management API did not come up; rabbitmq-plugins said: {said}")
 
 
 @pytest.fixture(scope="session")
