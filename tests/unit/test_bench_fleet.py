@@ -8,7 +8,10 @@ from datetime import datetime, timezone
 import pytest
 from marshmallow import ValidationError
 
-from bench.fleet import BAD_KINDS, Records, bad_message, dns_message, heartbeat_message, role, system_message
+from types import SimpleNamespace
+
+from bench.fleet import (BAD_KINDS, Records, _ConfirmingPublisher, bad_message, dns_message, heartbeat_body,
+                         heartbeat_message, role, system_message)
 from services.monitoring_ingest.exceptions import MalformedMessage
 from services.monitoring_ingest.ingest import Senders, parse
 from shared.schemas.agent import HEARTBEAT_BEHIND, Heartbeat, collected_at_problem, load_message, stats_routing_key
@@ -65,3 +68,34 @@ def test_one_agent_in_a_hundred_misbehaves_and_one_goes_silent():
     roles = [role(i) for i in range(10_000)]
     assert roles.count("silent") == 100 and sum(roles.count(k) for k in BAD_KINDS) == 100
     assert all(roles.count(k) >= 33 for k in BAD_KINDS)
+
+
+def test_the_heartbeat_template_sends_the_bytes_the_envelope_gives():
+    now = datetime.now(timezone.utc)
+    for server_id, seq in ((42, 7), (1, 1), (123456, 99999)):
+        assert heartbeat_body(server_id, seq, now) == json.dumps(heartbeat_message(server_id, seq, now)).encode()
+
+
+class _Counted:
+    def __init__(self):
+        self.counts = {}
+
+    def add(self, name, n=1):
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+def _confirm(name, tag, multiple):
+    return SimpleNamespace(method=SimpleNamespace(NAME=name, delivery_tag=tag, multiple=multiple))
+
+
+def test_the_simulators_publisher_settles_each_confirm_once():
+    counted = _Counted()
+    publisher = _ConfirmingPublisher(counted)
+    publisher.unconfirmed.update((tag, None) for tag in range(1, 11))
+    for confirm, counts, left in (
+            (_confirm("Basic.Ack", 3, False), {"st_confirmed": 1}, [1, 2, 4, 5, 6, 7, 8, 9, 10]),  # one, out of order
+            (_confirm("Basic.Ack", 4, True), {"st_confirmed": 4}, [5, 6, 7, 8, 9, 10]),  # 1, 2 and 4: 3 was settled
+            (_confirm("Basic.Nack", 6, True), {"st_confirmed": 4, "st_nacked": 2}, [7, 8, 9, 10]),  # 5 and 6
+            (_confirm("Basic.Ack", 6, False), {"st_confirmed": 4, "st_nacked": 2}, [7, 8, 9, 10])):  # again: nothing
+        publisher._on_confirm(confirm)
+        assert counted.counts == counts and list(publisher.unconfirmed) == left
