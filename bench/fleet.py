@@ -67,6 +67,7 @@ import time
 from bisect import bisect
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
+from types import SimpleNamespace
 
 from agent.messages import envelope, iso
 
@@ -169,6 +170,38 @@ def dns_message(server_id, seq, now, rng, records, picked=None):
     rows = [{"name": name, "type": kind, "hits": hits, "last_access": last} for (name, kind), hits in picked.items()]
     return envelope("dns", server_id, seq, now, {"period_start": iso(now - timedelta(seconds=STATS_INTERVAL)),
                                                   "total": sum(r["hits"] for r in rows), "records": rows})
+
+
+_EPOCH = datetime(2001, 2, 3, tzinfo=timezone.utc)  # sentinel values below: each unique in its message
+_SYSTEM = _template(system_message(987654321, 123456789, _EPOCH, SimpleNamespace(random=lambda: 0.61725, randint=lambda a, b: b - 3)),
+                    server_id=987654321, seq=123456789, collected_at=iso(_EPOCH), load=1.23, used=39_999_999_997,
+                    established=47)
+_DNS = _template(envelope("dns", 987654321, 123456789, _EPOCH, {"period_start": "2001-02-02T23:59:00+00:00",
+                                                                "total": 555555555, "records": ["records"]}),
+                 server_id=987654321, seq=123456789, collected_at=iso(_EPOCH), period_start="2001-02-02T23:59:00+00:00",
+                 total=555555555, records=["records"])
+_LAST_ACCESS = json.dumps("last-access")
+
+
+def system_body(server_id, seq, now, rng):
+    """json.dumps(system_message(server_id, seq, now, rng)), drawing from ``rng`` as it does."""
+    return _SYSTEM % {"server_id": server_id, "seq": seq, "collected_at": f'"{iso(now)}"',
+                      "load": round(rng.random() * 2, 2), "used": rng.randint(1, 40_000_000_000),
+                      "established": rng.randint(0, 50)}
+
+
+def rendered_records(picked):
+    """A record set ({(name, type): hits}) as (total, its rows' JSON with a slot for last_access), once per set."""
+    rows = [{"name": name, "type": kind, "hits": hits, "last_access": "last-access"} for (name, kind), hits in picked.items()]
+    return sum(picked.values()), json.dumps(rows)
+
+
+def dns_body(server_id, seq, now, rendered):
+    """json.dumps(dns_message(server_id, seq, now, ..., picked)) for ``rendered`` = rendered_records(picked)."""
+    total, rows = rendered
+    return _DNS % {"server_id": server_id, "seq": seq, "collected_at": f'"{iso(now)}"',
+                   "period_start": f'"{iso(now - timedelta(seconds=STATS_INTERVAL))}"', "total": total,
+                   "records": rows.replace(_LAST_ACCESS, f'"{iso(now)}"')}
 
 
 def bad_message(kind, message):
@@ -372,20 +405,24 @@ async def _statistics(publisher, agents, offset, clock, counters, rng, record_se
             continue
         now = datetime.now(timezone.utc)
         n = seq[server_id] = seq.get(server_id, 0) + 1
-        for message in (system_message(server_id, n, now, rng),
-                        dns_message(server_id, n, now, rng, None, rng.choice(record_sets))):
-            key = f"stats.{message['kind']}.{server_id}"
-            if kind in BAD_KINDS:
-                message = bad_message(kind, message)
+        picked, rendered = rng.choice(record_sets)
+        if kind in BAD_KINDS:
+            for message in (system_message(server_id, n, now, rng), dns_message(server_id, n, now, rng, None, picked)):
                 counters.add("st_bad_sent")
-            await publisher.publish(key, json.dumps(message))
+                await publisher.publish(f"stats.{message['kind']}.{server_id}", json.dumps(bad_message(kind, message)))
+            continue
+        await publisher.publish(f"stats.system.{server_id}", system_body(server_id, n, now, rng))
+        await publisher.publish(f"stats.dns.{server_id}", dns_body(server_id, n, now, rendered))
     await publisher.drain()
 
 
 async def _simulate(port, amqp_uri, agents, own_users, clock, counters, seed):
     rng = random.Random(seed)
     records = Records()
-    record_sets = [records.draw(rng, rng.randint(*RECORDS_PER_PERIOD)) for _ in range(RECORD_SETS)]
+    record_sets = []
+    for _ in range(RECORD_SETS):
+        picked = records.draw(rng, rng.randint(*RECORDS_PER_PERIOD))
+        record_sets.append((picked, rendered_records(picked)))
     due_queue = asyncio.Queue()
     tasks = [_heartbeat_schedule(agents, clock, due_queue, counters)]
     tasks += [_heartbeat_sender(port, due_queue, clock, counters) for _ in range(HTTP_CONNECTIONS)]

@@ -10,8 +10,8 @@ from marshmallow import ValidationError
 
 from types import SimpleNamespace
 
-from bench.fleet import (BAD_KINDS, Records, _ConfirmingPublisher, bad_message, dns_message, heartbeat_body,
-                         heartbeat_message, role, system_message)
+from bench.fleet import (BAD_KINDS, Records, _ConfirmingPublisher, bad_message, dns_body, dns_message, heartbeat_body,
+                         heartbeat_message, rendered_records, role, system_body, system_message)
 from services.monitoring_ingest.exceptions import MalformedMessage
 from services.monitoring_ingest.ingest import Senders, parse
 from shared.schemas.agent import HEARTBEAT_BEHIND, Heartbeat, collected_at_problem, load_message, stats_routing_key
@@ -74,6 +74,14 @@ def test_the_heartbeat_template_sends_the_bytes_the_envelope_gives():
     now = datetime.now(timezone.utc)
     for server_id, seq in ((42, 7), (1, 1), (123456, 99999)):
         assert heartbeat_body(server_id, seq, now) == json.dumps(heartbeat_message(server_id, seq, now)).encode()
+
+
+def test_the_statistics_templates_send_the_bytes_the_messages_give():
+    now, records = datetime.now(timezone.utc), Records()
+    for seed in range(20):
+        assert system_body(seed, 3, now, random.Random(seed)) == json.dumps(system_message(seed, 3, now, random.Random(seed)))
+        picked = records.draw(random.Random(seed), 3 + seed)
+        assert dns_body(seed, 3, now, rendered_records(picked)) == json.dumps(dns_message(seed, 3, now, None, None, picked))
 
 
 class _Counted:
