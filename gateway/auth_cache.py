@@ -24,7 +24,6 @@ while the feed consumes, and a load that a revocation overtook is not kept (it t
 """
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from kombu import Connection, Consumer, Queue, binding
 from shared.authz import agent_principal, is_agent
 from shared.events import load_event
 from shared.publisher import event_exchange
+from shared.queues import consume
 
 log = logging.getLogger("gateway.auth_cache")
 
@@ -253,11 +253,7 @@ class RevocationFeed(_ThreadPerProcess):
                     with Consumer(conn, queues=[self._queue()], callbacks=[on_message], no_ack=True, accept=["json"]):
                         cache.feed_consuming()
                         self.consuming = True
-                        while not self._stopping.is_set():
-                            try:
-                                conn.drain_events(timeout=1)
-                            except socket.timeout:
-                                conn.heartbeat_check()
+                        consume(conn, self._stopping)
             except Exception as exc:  # the broker or the connection went away: trust less, connect again
                 self.consuming = False
                 cache.feed_lost()

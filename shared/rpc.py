@@ -29,7 +29,6 @@ answers; when none of the calls holding its slots has ended for
 import contextvars
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from shared.errors import ServiceNotRunning, ServiceUnavailable, StewardError, from_remote
 from shared.logs import request_id_var
+from shared.queues import consume
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ class _PendingCall:
 
 class RpcClient:
     def __init__(self, amqp_uri, timeout=DEFAULT_TIMEOUT_SECONDS, caller="gateway", reconnect_delay=0.5,
-                 calls_per_service=None):
+                 calls_per_service=None, reply_heartbeat=30):
         self.amqp_uri = amqp_uri
+        self.reply_heartbeat = reply_heartbeat  # seconds: the reply connection's AMQP heartbeat
         self.timeout = timeout
         self.caller = caller
         self.reconnect_delay = reconnect_delay
@@ -161,15 +162,11 @@ class RpcClient:
     def _consume_forever(self):
         while not self._stopping.is_set():
             try:
-                with Connection(self.amqp_uri, heartbeat=30, transport_options=self._named("replies")) as conn:
+                with Connection(self.amqp_uri, heartbeat=self.reply_heartbeat, transport_options=self._named("replies")) as conn:
                     conn.connect()
-                    with Consumer(conn, queues=[self._reply_queue()], callbacks=[self._on_reply], no_ack=True, accept=["json"]):
+                    with Consumer(conn, queues=[self._reply_queue()], callbacks=[self._on_reply], accept=["json"]):
                         self._consumer_ready.set()
-                        while not self._stopping.is_set():
-                            try:
-                                conn.drain_events(timeout=1)
-                            except socket.timeout:
-                                conn.heartbeat_check()
+                        consume(conn, self._stopping)
             except Exception as exc:  # reconnect on any broker trouble
                 self._consumer_ready.clear()
                 if self._stopping.is_set():
@@ -182,6 +179,8 @@ class RpcClient:
         if pending is not None:
             pending.body = body
             pending.event.set()
+        # Acknowledged once handed over: a reply on its way when the connection dropped is delivered again.
+        message.ack()
 
     def _get_producer(self):
         if self._producer is None:

@@ -224,6 +224,23 @@ def test_a_reply_sent_while_the_reply_connection_is_down_still_reaches_its_calle
     assert waiting.wait() == "answered"
 
 
+def test_a_reply_connection_busy_with_replies_keeps_its_heartbeats_going(client, settings, caplog):
+    """With replies arriving more often than its wait times out, the reply consumer must still send the broker
+    heartbeats; else the broker closes the connection as dead (here after about 2 x 2 s) with replies in flight."""
+    caplog.set_level(logging.WARNING, logger="shared.rpc")
+    busy = RpcClient(settings.amqp_uri, timeout=5, caller=f"{CALLER}-busy", reply_heartbeat=2)
+    try:
+        answered, until = 0, time.monotonic() + 10
+        while time.monotonic() < until:  # a reply every ~0.1 s: the consumer's 1 s wait never times out
+            assert busy.call("rpc_client_gate", "answer") == "answered"
+            answered += 1
+            time.sleep(0.1)
+    finally:
+        busy.close()
+    assert answered > 50
+    assert "rpc reply consumer lost its connection" not in caplog.text
+
+
 def test_a_service_calls_another_with_typed_errors_the_request_id_and_a_deadline(client, start_service):
     start_service(Caller, {"RPC_TIMEOUT_SECONDS": 1})
     assert client.call("rpc_proxy_caller", "ask", "answer") == "answered"
