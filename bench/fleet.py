@@ -691,6 +691,49 @@ def detection(engine, silenced, silence_at):
     }
 
 
+class Statements:
+    """PostgreSQL's own profile of the run (pg_stat_statements): the statements that took most of this database's
+    execution time. Only where the server preloads the module (shared_preload_libraries, a restart); else says so."""
+
+    TOP = 8
+
+    def __init__(self, engine):
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        self.engine, self.why_not = engine, None
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+                connection.execute(text("SELECT pg_stat_statements_reset()"))
+        except DBAPIError as exc:
+            self.why_not = str(exc.orig).strip().splitlines()[0]
+
+    def top(self):
+        """[(share of the time, calls, total ms, mean ms, rows per call, query)] of this database, most time first."""
+        from sqlalchemy import text
+
+        if self.why_not:
+            return []
+        with self.engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT s.calls, s.total_exec_time, s.rows, s.query, sum(s.total_exec_time) OVER () FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+                "ORDER BY s.total_exec_time DESC")).all()
+        return [(total / max(everything, 1e-9), calls, total, total / max(calls, 1), n / max(calls, 1), " ".join(query.split()))
+                for calls, total, n, query, everything in rows[:self.TOP]]
+
+    def report(self):
+        if self.why_not:
+            print(f"  PostgreSQL's statements: not measured ({self.why_not}; "
+                  "shared_preload_libraries = 'pg_stat_statements' and a restart measure them)")
+            return
+        print("  PostgreSQL's statements by execution time over the run (pg_stat_statements, this database):")
+        for share, calls, total, mean, rows, query in self.top():
+            print(f"    {share * 100:5.1f} %  {calls:8d} calls  {total / 1000:7.1f} s  {mean:7.2f} ms each  "
+                  f"{rows:8.1f} rows each  {query[:150]}")
+
+
 def retention_pass(engine):
     """One pass of monitoring's retention told that the run's raw partitions have expired: its seconds, what it dropped."""
     from services.monitoring_ingest import retention
@@ -801,6 +844,7 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
             with operators:
                 time.sleep(max(0.0, start_at - time.time()))
                 before_counts, before_rows, before_bytes = totals(), probe.inserted(), probe.raw_bytes()
+                statements = Statements(engine)
                 first_bytes, first_at = before_bytes, time.time()
                 k = 0
                 print("  window  hb offered/accepted/stored per s | stats offered/confirmed/stored per s | backlog hb+stats "
@@ -858,6 +902,7 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
             found = detection(engine, silenced, start_at + silence_at)
             per_window_lag, (lag50, lag99) = lag_by_window(engine, datetime.fromtimestamp(start_at, timezone.utc),
                                                            len(windows), window)
+            statements.report()
             retention_seconds, retention_done = retention_pass(engine)
     finally:
         for server_id in sample:
