@@ -65,7 +65,8 @@ def realistic_paths(count=QUERIES, seed=1):
 
 
 def seed(database_url, count):
-    """10,000 servers, each with its own server user and three components, in a few statements."""
+    """``count`` servers, each with its own server user and three components, in a few statements. Names are
+    dns-00001.site1 ... (five digits up to 99,999, then as many as ``count`` has), addresses in 198.18.0.0/15."""
     from sqlalchemy import text
 
     from shared.db import make_engine
@@ -81,7 +82,8 @@ def seed(database_url, count):
             "WHERE g.name = 'servers' AND u.name LIKE 'srv-bench-%'"))
         connection.execute(text(
             "INSERT INTO inventory.servers (name, address, os, ssh_port, ssh_user, runtime, state, server_user_id) "
-            "SELECT 'dns-' || lpad(i::text, 5, '0') || '.site' || (i % 40), '198.18.' || (i / 250) || '.' || (i % 250 + 1), "
+            "SELECT 'dns-' || lpad(i::text, greatest(5, length(CAST(:n AS text))), '0') || '.site' || (i % 40), "
+            "'198.' || (18 + i / 64000) || '.' || (i / 250 % 256) || '.' || (i % 250 + 1), "
             "CASE WHEN i % 2 = 0 THEN 'ubuntu' ELSE 'centos' END, 22, 'root', 'process', "
             "CASE WHEN i % 10 = 0 THEN 'stopped' ELSE 'running' END, u.id "
             "FROM generate_series(1, :n) AS i JOIN inventory.users u ON u.name = 'srv-bench-' || i"), {"n": count})
