@@ -120,35 +120,45 @@ def clean_database(request):
     if "settings" not in request.fixturenames and "engine" not in request.fixturenames:
         yield
         return
-    retry_on_deadlock(lambda: _truncate_every_schema(request.getfixturevalue("engine")))
+    _truncate_every_schema(request.getfixturevalue("engine"))
     yield
 
 
-def retry_on_deadlock(action, attempts=5):
-    """A service still finishing the previous test's work (a notifier delivery, the ingest consumer's
-    report, a relay) can hold one table while TRUNCATE holds another; PostgreSQL then cancels one of the two."""
-    for attempt in range(attempts):
+# PostgreSQL's errors for a lock that was not free at once (NOWAIT) and for a deadlock.
+LOCK_NOT_AVAILABLE, DEADLOCK = "55P03", "40P01"
+
+
+def _truncate_every_schema(engine, seconds=30.0):
+    """Every service's tables emptied in one transaction. A service still finishing the previous test's work (a
+    notifier delivery, the ingest consumer's batch, a relay) holds some of them for a moment: the tables are
+    locked all at once and NOWAIT, so the reset never waits while holding one table for another (a service
+    holding that one and waiting for this one made a deadlock, cancelled by PostgreSQL, in CI); when one is
+    busy the transaction ends and is tried again a little later."""
+    with engine.connect() as connection:
+        tables = connection.execute(
+            # Leases belong to the services, which outlive a test: truncated, a running replica's
+            # tasks would look abandoned until its next renewal. Partitions go with their parent.
+            text("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE n.nspname = ANY(:schemas) AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                 "AND c.relname NOT IN ('alembic_version', 'leases') ORDER BY 1"),
+            # monitoring_ingest's schema is "monitoring"
+            {"schemas": [service_metadata(service).schema for service in registered_services()]},
+        ).scalars().all()
+    if not tables:
+        return
+    listed = ", ".join(tables)
+    deadline, pause = time.monotonic() + seconds, 0.02
+    while True:
         try:
-            return action()
+            with engine.begin() as connection:
+                connection.execute(text(f"LOCK TABLE {listed} IN ACCESS EXCLUSIVE MODE NOWAIT"))
+                connection.execute(text(f"TRUNCATE {listed} RESTART IDENTITY CASCADE"))
+            return
         except OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == attempts - 1:
+            if getattr(exc.orig, "pgcode", None) not in (LOCK_NOT_AVAILABLE, DEADLOCK) or time.monotonic() > deadline:
                 raise
-
-
-def _truncate_every_schema(engine):
-    with engine.begin() as connection:
-        for service in registered_services():
-            schema = service_metadata(service).schema  # monitoring_ingest's is "monitoring"
-            tables = connection.execute(
-                # Leases belong to the services, which outlive a test: truncated, a running replica's
-                # tasks would look abandoned until its next renewal. Partitions go with their parent.
-                text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                     "WHERE n.nspname = :s AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-                     "AND c.relname NOT IN ('alembic_version', 'leases')"),
-                {"s": schema},
-            ).scalars().all()
-            if tables:
-                connection.execute(text(f"TRUNCATE {', '.join(f'{schema}.{t}' for t in tables)} RESTART IDENTITY CASCADE"))
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def _container_factory(settings):
