@@ -59,12 +59,12 @@ import multiprocessing
 import os
 import random
 import signal
-from collections import OrderedDict
 import sys
 import tempfile
 import threading
 import time
 from bisect import bisect
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from types import SimpleNamespace
@@ -143,8 +143,9 @@ def _template(message, **slots):
     return text
 
 
-_HEARTBEAT = _template(heartbeat_message(987654321, 123456789, datetime(2001, 2, 3, tzinfo=timezone.utc)),
-                       server_id=987654321, seq=123456789, collected_at="2001-02-03T00:00:00+00:00")
+_EPOCH = datetime(2001, 2, 3, tzinfo=timezone.utc)  # the templates' sentinel values: each unique in its message
+_HEARTBEAT = _template(heartbeat_message(987654321, 123456789, _EPOCH), server_id=987654321, seq=123456789,
+                       collected_at=iso(_EPOCH))
 
 
 def heartbeat_body(server_id, seq, now):
@@ -172,7 +173,6 @@ def dns_message(server_id, seq, now, rng, records, picked=None):
                                                   "total": sum(r["hits"] for r in rows), "records": rows})
 
 
-_EPOCH = datetime(2001, 2, 3, tzinfo=timezone.utc)  # sentinel values below: each unique in its message
 _SYSTEM = _template(system_message(987654321, 123456789, _EPOCH, SimpleNamespace(random=lambda: 0.61725, randint=lambda a, b: b - 3)),
                     server_id=987654321, seq=123456789, collected_at=iso(_EPOCH), load=1.23, used=39_999_999_997,
                     established=47)
@@ -199,9 +199,10 @@ def rendered_records(picked):
 def dns_body(server_id, seq, now, rendered):
     """json.dumps(dns_message(server_id, seq, now, ..., picked)) for ``rendered`` = rendered_records(picked)."""
     total, rows = rendered
-    return _DNS % {"server_id": server_id, "seq": seq, "collected_at": f'"{iso(now)}"',
+    collected = f'"{iso(now)}"'
+    return _DNS % {"server_id": server_id, "seq": seq, "collected_at": collected,
                    "period_start": f'"{iso(now - timedelta(seconds=STATS_INTERVAL))}"', "total": total,
-                   "records": rows.replace(_LAST_ACCESS, f'"{iso(now)}"')}
+                   "records": rows.replace(_LAST_ACCESS, collected)}
 
 
 def bad_message(kind, message):
