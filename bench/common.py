@@ -1,6 +1,5 @@
 """What every benchmark needs: a database and vhost of its own, services and
 the gateway as real processes, and percentiles."""
-import base64
 import os
 import signal
 import socket
@@ -89,26 +88,6 @@ def wait_healthy(url, seconds=60):
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not become healthy")
-
-
-def ensure_management_api(base, user, password, seconds=60):
-    """The local broker's management API at ``base`` answering, its plugin enabled if it did not (as `make up`
-    does): benchmarks that make broker users need it on a machine where only the tests or nothing ran before."""
-    request = urllib.request.Request(f"{base}/api/whoami")
-    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-    deadline, enabled = time.monotonic() + seconds, False
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                return
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"RabbitMQ's management API at {base} does not answer: "
-                                   "rabbitmq-plugins enable rabbitmq_management") from None
-        if not enabled:
-            subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"], capture_output=True)
-            enabled = True
-        time.sleep(0.5)
 
 
 def free_port():

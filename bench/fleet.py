@@ -759,10 +759,10 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
     transition and a versions report, N of each within one interval); else a fleet that was running."""
     import pika
 
-    from bench.common import (CpuMeter, Processes, bench_environment, children_of, ensure_management_api, free_port,
-                              pids_named, wait_healthy)
+    from bench.common import CpuMeter, Processes, bench_environment, children_of, free_port, pids_named, wait_healthy
     from services.inventory.bootstrap import bootstrap_admin
     from services.monitoring_ingest.topology import declare_agent_topology
+    from scripts.sandbox import wait_for_management_api
     from services.provisioner.rabbitmq_users import RabbitMQUsers
     from shared.config import load_settings, registered_services
     from shared.db import make_engine
@@ -790,7 +790,7 @@ def run_fleet(count, window=WINDOW, port=None, silence_at=SILENCE_AT, silence_fo
     amqp = pika.URLParameters(settings.amqp_uri)
     vhost = amqp.virtual_host
     users = RabbitMQUsers(f"http://{amqp.host}:15672", amqp.credentials.username, amqp.credentials.password, vhost)
-    ensure_management_api(f"http://{amqp.host}:15672", amqp.credentials.username, amqp.credentials.password)
+    wait_for_management_api(f"http://{amqp.host}:15672/api", amqp.credentials.username, amqp.credentials.password, 60)
     sample = good_ids[:: max(1, len(good_ids) // SAMPLE_BROKER_USERS)][:SAMPLE_BROKER_USERS]
     own_uris = {}
     for server_id in sample:

@@ -31,7 +31,7 @@ from shared.crypto import AGENT_TOKEN, API_TOKEN, SecretBox, token_hash  # noqa:
 from shared.db import make_engine  # noqa: E402
 from shared.migrations import service_metadata, upgrade  # noqa: E402
 from shared.rpc import RpcClient  # noqa: E402
-from scripts.sandbox import drop_database, ensure_vhost  # noqa: E402
+from scripts.sandbox import drop_database, ensure_vhost, wait_for_management_api  # noqa: E402
 
 # Seconds a test may take, setup and teardown included, by tier (tests/<tier>/): about three times its
 # slowest test on a loaded 2-core machine. Anything else has pyproject's default (120 s).
@@ -200,23 +200,10 @@ def management_api(method, path):
 
 @pytest.fixture(scope="session")
 def rabbitmq_management():
-    """``management_api``, once the plugin answers. The provisioner makes per-server RabbitMQ users
-    through it; tests also use it to see and close connections (enabling is idempotent).
-    It asks ``/whoami``, not ``/overview``: RabbitMQ 3.10.8's node statistics collector can die for good
-    (rabbitmq-server#6097, seen in CI), after which ``/overview`` and ``/queues`` answer 500 while users,
-    permissions and connections, all that Steward uses, still work."""
-    said = ""
-    for attempt in range(200):
-        try:
-            management_api("GET", "/whoami")
-            return management_api
-        except subprocess.CalledProcessError:
-            if attempt % 50 == 0:  # only while it does not answer: a CLI run beside other groups' can fail (exit 65)
-                enabling = subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
-                                          capture_output=True, text=True)
-                said = (enabling.stderr or enabling.stdout).strip()[-500:]
-            time.sleep(0.1)
-    raise RuntimeError(f"RabbitMQ management API did not come up; rabbitmq-plugins said: {said}")
+    """``management_api``, once the plugin answers (scripts/sandbox.py). The provisioner makes per-server
+    RabbitMQ users through it; tests also use it to see and close connections."""
+    wait_for_management_api(MANAGEMENT_API)
+    return management_api
 
 
 @pytest.fixture(scope="session")
