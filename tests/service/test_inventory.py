@@ -41,7 +41,7 @@ def test_create_server_stores_sealed_secret_and_emits_event(rpc, admin, engine, 
     assert "hunter2-secret" not in str(credentials)  # sealed for the broker, opened where it connects
     assert open_credentials(TEST_BOX, credentials)["password"] == "hunter2-secret"
 
-    events = inventory_events()
+    events = inventory_events.until("server_created")  # the outbox publishes after the commit
     assert [name for name, _ in events] == ["server_created"]
     payload = load_event("server_created", events[0][1])
     assert payload["server"]["id"] == server["id"]
@@ -101,7 +101,7 @@ def test_update_emits_what_changed_and_replaces_the_other_secret(rpc, admin, inv
     updated = rpc.call("inventory", "update_server", admin, server["id"], {"ssh_private_key": "-----KEY-----", "os": "centos"})
     assert updated["ssh_auth"] == "key" and updated["os"] == "centos"
     assert open_credentials(TEST_BOX, rpc.call("inventory", "server_credentials", server["id"]))["password"] is None
-    events = dict(inventory_events())
+    events = dict(inventory_events.until("server_updated"))
     assert sorted(events["server_updated"]["changed"]) == ["os", "ssh_private_key"]
 
 
@@ -114,7 +114,7 @@ def test_delete_removes_the_generated_server_user_and_its_tokens(rpc, admin, inv
         rpc.call("inventory", "get_server", admin, server["id"])
     with pytest.raises(NotAuthenticated):
         authenticate(rpc, server_user_token)
-    events = inventory_events()
+    events = inventory_events.until("tokens_revoked")
     assert [name for name, _ in events] == ["server_created", "server_deleted", "tokens_revoked"]
     revoked = events[-1][1]  # every gateway drops what it cached of the server's agent and of its server user
     assert revoked["reason"] == "server_deleted" and revoked["server_ids"] == [server["id"]]
