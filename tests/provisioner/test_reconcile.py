@@ -66,8 +66,15 @@ def test_reconcile_finds_and_fixes_what_disagrees_and_inspect_shows_one_server(
     assert cli.main(steward + ["reconcile"]) == 0
     out = capsys.readouterr().out
     assert "broker_user_without_server" in out and "steward reconcile --fix fixes the safe ones" in out
-    assert cli.main(steward + ["servers", "inspect", server["name"]]) == 0
-    out = capsys.readouterr().out
+
+    def inspected():
+        # A server stays up for only a second of silence in the tests: beat before each look, as above.
+        beat()
+        assert cli.main(steward + ["servers", "inspect", server["name"]]) == 0
+        return capsys.readouterr().out
+
+    out = wait_for(lambda: (o := inspected()) and "* stored running versions" in o and o,
+                   what="the CLI's inspection while the server is up")
     assert "broker user" in out and "present" in out and "3.2.5" in out and "3.2.6" in out
     assert "* stored running versions" in out
 
