@@ -38,10 +38,11 @@ def event_exchange(config, source):
 
 
 class _ThreadChannel:
-    def __init__(self, amqp_uri, exchange):
+    def __init__(self, amqp_uri, exchange, name):
         self.pid = os.getpid()
         self.returned = []
-        self.connection = Connection(amqp_uri, transport_options={"confirm_publish": True}, heartbeat=0)
+        self.connection = Connection(amqp_uri, heartbeat=0, transport_options={
+            "confirm_publish": True, "client_properties": {"connection_name": name}})
         self.producer = Producer(self.connection.channel(), exchange=exchange, serializer="json",
                                  on_return=lambda exc, exchange, routing_key, message: self.returned.append(routing_key))
         exchange(self.producer.channel).declare()
@@ -65,11 +66,15 @@ class ConfirmedPublisher:
     def _channel(self):
         channel = getattr(self._local, "channel", None)
         if channel is None or channel.pid != os.getpid():
-            channel = _ThreadChannel(self.amqp_uri, self.exchange)
+            channel = _ThreadChannel(self.amqp_uri, self.exchange, self.connection_name())
             self._local.channel = channel
             with self._lock:
                 self._channels.append(channel)
         return channel
+
+    def connection_name(self):
+        """What the broker's management API shows for this process's publishing connections."""
+        return f"steward publisher {self.exchange.name} pid {os.getpid()}"
 
     def publish(self, body, routing_key):
         """Publish a JSON body, persistent; returns once the broker confirmed it, else raises ServiceUnavailable."""
