@@ -286,3 +286,24 @@ def test_a_repeated_event_acts_once(rpc, admin, settings, caplog):
     send.again(down)
     wait_for(lambda: state() != "running" or down["id"] in caplog.text, what="the repeat handled")
     assert state() == "running"
+
+
+def test_refreshing_agent_tokens_last_use_is_a_heap_only_update(engine, settings):
+    """Every agent token's last_used_at is refreshed once a minute (agent_tokens_used): with room on its page
+    (migration 0010) each refresh keeps the row's new version beside the old one and touches no index."""
+    from sqlalchemy.orm import Session
+
+    from bench.gateway import seed, seed_agent_tokens
+    from services.inventory.identity import Identity
+
+    seed(settings.database_url, 600)  # a few dozen pages of tokens
+    with engine.connect() as connection:
+        ids = connection.execute(text("SELECT id FROM inventory.servers ORDER BY id")).scalars().all()
+    seed_agent_tokens(settings.database_url, ids)
+    with Session(engine) as session, session.begin():
+        Identity(session).agent_tokens_used(ids)
+        updated, heap_only = session.execute(text(
+            "SELECT pg_stat_get_xact_tuples_updated(c.oid), pg_stat_get_xact_tuples_hot_updated(c.oid) "
+            "FROM pg_class c WHERE c.oid = 'inventory.api_tokens'::regclass")).one()
+    assert updated == len(ids) == 600
+    assert heap_only == updated, f"{updated - heap_only} of {updated} refreshes wrote a new index entry"
