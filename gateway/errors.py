@@ -3,6 +3,7 @@ import logging
 
 import falcon
 
+from gateway.main_loop import WouldBlock
 from shared.errors import StewardError
 
 log = logging.getLogger("gateway")
@@ -80,8 +81,13 @@ def _send_internal_error(req, resp):
     )
 
 
+def _pass_on(req, resp, exc, params):
+    raise exc  # out of the app, to the worker, which hands the request to a thread (gateway/main_loop.py)
+
+
 def install(app):
     # Falcon picks the most specific handler for an exception's class.
+    app.add_error_handler(WouldBlock, _pass_on)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(TimeoutError, handle_client_timeout)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

@@ -4,6 +4,7 @@ import logging
 import re
 import time
 
+from gateway.main_loop import wait_allowed
 from gateway.resources.session import COOKIE, CSRF_HEADER, SAFE_METHODS, csrf_matches
 from gateway.routes import Auth
 from shared.authz import is_agent
@@ -124,6 +125,7 @@ class Authentication:
         ticket = self.cache.ticket()  # before asking: a revocation heard meanwhile keeps the answer out
         principal = self.cache.get(digest)
         if principal is None:
+            wait_allowed()  # an RPC: not on the worker's main loop (gateway/main_loop.py)
             principal = self.authenticate(digest)
             self.cache.put(digest, principal, ticket)
         if is_agent(principal) and rule is not Auth.AGENT:

@@ -14,16 +14,28 @@ and dropped until it closes, so unread bytes do not turn the close into a reset 
 but by the main loop's poller: gthread's own lingering close waits up to 2 s for each client on the main
 loop, so a client that keeps its end open after a ``Connection: close`` answer stopped the whole worker.
 
+Agents' heartbeats are answered on the main loop itself, without a thread: for the fleet's most frequent
+request, gthread's hand-off to a thread and back and gunicorn's own request and response objects cost more
+than the app, and a thread that waits for its own broker confirm costs more again (docs/capacity.md). A
+heartbeat whose head and body are all the main loop read, with nothing unusual in its head, goes to the
+app as it is; the app raises ``WouldBlock`` where it would wait on another process (gateway/main_loop.py),
+and the request then goes to a thread like any other. Its message goes out through one ``LoopPublisher``
+per worker, and the answer is sent when the broker has confirmed it: a 503 if the broker did not take it.
+Until that publisher is connected, and when ``gateway.heartbeats_on_main_loop`` is false, threads answer.
+
 On SIGTERM the worker stops as gunicorn's gthread does (in-flight requests finish within graceful_timeout),
 but first takes in the connections already queued on its listener and then closes the listener at once: a
 rolling restart then resets no request that had reached the gateway (gateway/gunicorn.conf.py drains the
 proxy before this, and docker/haproxy/haproxy.cfg retries what was refused).
 """
+import io
 import json
+import logging
 import os
 import re
 import selectors
 import socket
+import sys
 import time
 from functools import partial
 
@@ -31,7 +43,14 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers import gthread
 
+from gateway.main_loop import WouldBlock, running_on_main_loop
 from gateway.resources import MAX_JSON_BYTES
+from gateway.routes import PREFIX
+from shared.config import load_settings
+from shared.publisher import LoopPublisher
+from shared.schemas.agent import EXCHANGE as AGENT_EXCHANGE
+
+log = logging.getLogger("gateway.worker")
 
 HEAD_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_HEAD_TIMEOUT", "10"))
 IDLE_TIMEOUT_SECONDS = float(os.environ.get("STEWARD_GATEWAY_IDLE_TIMEOUT", "30"))
@@ -72,6 +91,58 @@ def request_read(buffer):
     return length > MAX_JSON_BYTES or len(buffer) >= head_end + 4 + length
 
 
+_HEARTBEAT_LINE = re.compile(rb"POST " + re.escape(f"{PREFIX}/monitoring/heartbeat".encode()) + rb" HTTP/1\.([01])\r\n")
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token
+_NOT_ON_MAIN_LOOP = {"TRANSFER_ENCODING", "EXPECT", "UPGRADE"}
+MAX_MAIN_LOOP_HEAD = 8190  # gunicorn's limit_request_field_size: a longer head is the parser's to judge
+
+
+def main_loop_environ(buffer, client, server):
+    """The WSGI environ of a heartbeat the main loop may answer: its head and JSON body are exactly ``buffer``
+    (nothing of a next request), with no field the main loop leaves to gunicorn's parser; else None."""
+    line = _HEARTBEAT_LINE.match(buffer)
+    head_end = buffer.find(b"\r\n\r\n")
+    if line is None or not 0 < head_end <= MAX_MAIN_LOOP_HEAD:
+        return None
+    environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": f"{PREFIX}/monitoring/heartbeat",
+               "QUERY_STRING": "", "RAW_URI": f"{PREFIX}/monitoring/heartbeat",
+               "SERVER_PROTOCOL": f"HTTP/1.{line[1].decode()}", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+               "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+               "wsgi.run_once": False, "SERVER_SOFTWARE": wsgi.SERVER}
+    for field in bytes(buffer[line.end():head_end]).split(b"\r\n"):
+        name, colon, value = field.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            return None
+        key = name.decode("ascii").upper().replace("-", "_")
+        if key in _NOT_ON_MAIN_LOOP:
+            return None
+        key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+        if key in environ:  # a field twice: gunicorn's parser decides what that means
+            return None
+        environ[key] = value.strip(b" \t").decode("latin-1")
+    length = environ.get("CONTENT_LENGTH", "")
+    if not length.isdigit() or len(buffer) != head_end + 4 + int(length):
+        return None
+    environ["wsgi.input"] = io.BytesIO(bytes(buffer[head_end + 4:]))
+    environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
+    environ["SERVER_NAME"], environ["SERVER_PORT"] = str(server[0]), str(server[1])
+    return environ
+
+
+def keeps_alive(environ):
+    connection = environ.get("HTTP_CONNECTION", "").lower()
+    if environ["SERVER_PROTOCOL"] == "HTTP/1.0":
+        return connection == "keep-alive"
+    return connection != "close"
+
+
+def response_bytes(status, headers, body, keep_alive):
+    head = [f"HTTP/1.1 {status}", f"Server: {wsgi.SERVER}", f"Date: {util.http_date()}",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+    head += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
 def _received(sock):
     """What a non-blocking client socket holds: bytes, b"" when the client closed (or failed), None for nothing yet."""
     try:
@@ -108,6 +179,21 @@ class GatewayWorker(gthread.ThreadWorker):
         self.reading = {}  # connections whose request the main loop is reading: their deadline
         self.lingering = {}  # connections closed on our side, waiting for the client's close: their deadline
         super().init_process()
+
+    def run(self):
+        settings = load_settings()
+        self.loop_publisher = None
+        if str(settings.section("gateway").get("heartbeats_on_main_loop", True)).lower() not in ("false", "0", "no"):
+            self.loop_publisher = LoopPublisher(
+                settings.amqp_uri, AGENT_EXCHANGE, call_soon=self.method_queue.defer,
+                register=lambda sock, callback: self.poller.register(sock, selectors.EVENT_READ, callback),
+                unregister=self.poller.unregister)
+            self.loop_publisher.ready()  # connecting from now on
+        try:
+            super().run()
+        finally:
+            if self.loop_publisher is not None:
+                self.loop_publisher.close()
 
     def accept(self, listener):
         self._accept_one(listener)
@@ -163,8 +249,60 @@ class GatewayWorker(gthread.ThreadWorker):
         conn.read_ahead += data
         if request_read(conn.read_ahead):
             self._stop_reading(conn)
+            if self._answer_on_main_loop(conn):
+                return
             conn.data_ready = True  # gthread's own wait for a first byte is done
             self.enqueue_req(conn)
+
+    def _answer_on_main_loop(self, conn):
+        """A heartbeat answered here (see the module); False: a thread takes the request, as any other."""
+        if self.loop_publisher is None or not self.alive:
+            return False
+        environ = main_loop_environ(conn.read_ahead, conn.client, conn.server)
+        if environ is None or not self.loop_publisher.ready():
+            return False
+        answer = []
+        try:
+            with running_on_main_loop() as publishes:
+                body = b"".join(self.wsgi(environ, lambda status, headers, exc_info=None: answer.extend((status, headers))))
+        except WouldBlock:
+            return False
+        status, headers = answer
+        keep_alive = keeps_alive(environ) and self.cfg.keepalive > 0
+        conn.read_ahead = None
+        if not publishes:  # answered without a message (refused, invalid): at once
+            self._send_answer(conn, response_bytes(status, headers, body, keep_alive), keep_alive)
+            return True
+
+        def confirmed(error):
+            if error is None:
+                self._send_answer(conn, response_bytes(status, headers, body, keep_alive), keep_alive)
+                return
+            log.warning("heartbeat answered 503 after all: %s", error,
+                        extra={"request_id": dict(headers).get("X-Request-Id")})
+            failed = json.dumps(error.to_dict()).encode()
+            kept = [(n, v) for n, v in headers if n.lower() not in ("content-length", "content-type")]
+            self._send_answer(conn, response_bytes(
+                "503 Service Unavailable", kept + [("Content-Type", "application/json"),
+                                                    ("Content-Length", str(len(failed)))], failed, False), False)
+
+        (message, routing_key), = publishes
+        self.loop_publisher.publish(message, routing_key, confirmed)
+        return True
+
+    def _send_answer(self, conn, data, keep_alive):
+        """The main loop's answer, then the connection kept alive as gthread keeps it, or closed."""
+        try:
+            conn.sock.sendall(data)  # non-blocking: a small answer fits the socket's buffer, else the client is gone
+        except OSError:
+            keep_alive = False
+        if keep_alive and self.alive:
+            conn.set_timeout()
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        else:
+            self.nr_conns -= 1
+            conn.close(graceful=True)
 
     def _stop_reading(self, conn):
         self._forget(self.reading, conn)
@@ -206,6 +344,8 @@ class GatewayWorker(gthread.ThreadWorker):
 
     def murder_pending(self):
         super().murder_pending()
+        if self.loop_publisher is not None:
+            self.loop_publisher.expire()
         now = time.monotonic()
         for conn in [conn for conn, deadline in self.lingering.items() if deadline <= now]:
             self._end_linger(conn)

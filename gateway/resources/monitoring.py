@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import falcon
 from marshmallow import ValidationError
 
+from gateway.main_loop import defer_publish, wait_allowed
 from gateway.resources import json_body, principal
 from shared.authz import require_own_agent
 from shared.errors import ServiceUnavailable, ValidationFailed
@@ -45,7 +46,9 @@ class HeartbeatCollection:
         problem = collected_at_problem(heartbeat["collected_at"], datetime.now(timezone.utc), HEARTBEAT_BEHIND)
         if problem:
             raise ValidationFailed("invalid heartbeat", {"collected_at": [problem]})
-        self.publisher.publish(body, heartbeat_routing_key(agent["server_id"]))
+        routing_key = heartbeat_routing_key(agent["server_id"])
+        if not defer_publish(body, routing_key):  # on the worker's main loop, it publishes and then answers
+            self.publisher.publish(body, routing_key)
         resp.media = {"accepted": True, "server_id": agent["server_id"], "seq": heartbeat["seq"]}
         collect = self.switches.current()
         if collect is not None:  # inventory away: the agent keeps what it was told last
@@ -68,6 +71,7 @@ class CollectorSwitches:
             known = self.known
         if known is not None and self.clock() - known[0] < self.seconds:
             return known[1]
+        wait_allowed()  # an RPC: not on the worker's main loop (gateway/main_loop.py)
         try:
             switches = self.inventory.collector_switches()
         except ServiceUnavailable:

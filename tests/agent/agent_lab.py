@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 from tests.waiting import wait_for  # noqa: F401 (the agent tests and bench-agent import it from here)
+from tests.ports import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZONE = """$ORIGIN test.
@@ -61,12 +62,6 @@ zone:
   - domain: test.
     file: test.zone
 """
-
-
-def free_port(kind=socket.SOCK_STREAM, address="127.0.0.1"):
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
 
 
 def _tcp_free(address, port):

@@ -5,21 +5,15 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import time
 from pathlib import Path
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker/compose.local.yml")
 LOCAL_PYTHON = "steward-local/python:3.11-bookworm"
 BENCHMARK_RANGE = ("198.18.", "198.19.")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run(argv, check=True, timeout=600, **kwargs):

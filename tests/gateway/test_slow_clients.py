@@ -15,16 +15,11 @@ import pytest
 
 from tests.conftest import TEST_DB, TEST_VHOST
 from tests.waiting import wait_for
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD_TIMEOUT = 3
 SLOW_CLIENTS = 50
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _answers(url):
@@ -38,7 +33,7 @@ def _answers(url):
 @pytest.fixture
 def gateway(settings, tmp_path):
     """gunicorn as `make up` runs it, with one worker of two threads, so two held threads would stop it."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, STEWARD_BIND=f"127.0.0.1:{port}", STEWARD_DB_NAME=TEST_DB, STEWARD_AMQP_VHOST=TEST_VHOST,
                STEWARD_SECRET_KEY="test-secret-key", STEWARD_UPDATER_STORAGE=str(tmp_path / "images"),
                STEWARD_GATEWAY_WORKERS="1", STEWARD_GATEWAY_THREADS="2",

@@ -24,12 +24,6 @@ FAST_POLICY = {"digest_window_seconds": 0.5, "poll_seconds": 0.1, "backoff_base_
                "backoff_max_seconds": 1.0, "max_attempts": 4, "flap_window_seconds": 60, "flap_changes": 4}
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 
 
 class SmtpServer:
@@ -175,3 +169,4 @@ def deliveries(rpc, principal, **query):
 
 # The real gateway app and, over real HTTP, the CLI (fixtures of the gateway tier).
 from tests.gateway.conftest import api_url, app, auth, client  # noqa: E402,F401
+from tests.ports import free_port

@@ -119,3 +119,77 @@ def test_an_unreachable_broker_is_a_prompt_503(settings):
         assert time.monotonic() - started < 15
     finally:
         publisher.close()
+
+
+class _Loop:
+    """The least event loop a LoopPublisher needs: a selector, and callbacks from other threads."""
+
+    def __init__(self):
+        import queue
+        import selectors
+
+        self.selector, self.calls = selectors.DefaultSelector(), queue.Queue()
+        self.register = lambda sock, callback: self.selector.register(sock, selectors.EVENT_READ, callback)
+        self.unregister = self.selector.unregister
+
+    def run_until(self, condition, seconds=15):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, "the loop waited in vain"
+            while not self.calls.empty():
+                self.calls.get()()
+            for key, _ in self.selector.select(0.05) if self.selector.get_map() else []:
+                key.data()
+            time.sleep(0 if self.selector.get_map() else 0.01)
+
+
+def _loop_publisher(settings, loop, exchange):
+    from shared.publisher import LoopPublisher
+
+    publisher = LoopPublisher(settings.amqp_uri, exchange.name, call_soon=loop.calls.put,
+                              register=loop.register, unregister=loop.unregister, retry_seconds=0.1)
+    loop.run_until(publisher.ready)
+    return publisher
+
+
+def test_a_loop_publisher_has_many_messages_in_flight_and_each_caller_hears_of_its_own(settings, exchange_and_queue):
+    exchange, queue, connection = exchange_and_queue
+    loop = _Loop()
+    publisher = _loop_publisher(settings, loop, exchange)
+    outcomes = {}
+    for n in range(300):  # every third to a key no queue is bound to
+        key = f"nowhere.{n}" if n % 3 == 0 else f"bound.{n}"
+        publisher.publish({"n": n}, key, lambda error, n=n: outcomes.__setitem__(n, error))
+    assert len(publisher.unconfirmed) > 1  # sent without waiting for one another's confirms
+    loop.run_until(lambda: len(outcomes) == 300)
+    refused = sorted(n for n, error in outcomes.items() if error is not None)
+    assert refused == list(range(0, 300, 3))
+    assert all(f"nothing consumes nowhere.{n} yet" in str(outcomes[n]) for n in refused)
+    assert _in_queue(connection, queue) == 200
+    publisher.close()
+
+
+def test_a_loop_publisher_fails_what_a_dropped_connection_took_and_connects_again(
+        settings, exchange_and_queue, rabbitmq_management):
+    exchange, queue, connection = exchange_and_queue
+    loop = _Loop()
+    publisher = _loop_publisher(settings, loop, exchange)
+    outcomes = []
+    publisher.publish({"n": 0}, "bound.a", outcomes.append)
+    loop.run_until(lambda: outcomes == [None])
+
+    def mine():
+        return [c["name"] for c in rabbitmq_management("GET", "/connections")
+                if c.get("client_properties", {}).get("connection_name") == publisher.connection_name()]
+
+    for name in wait_for(mine, what="the loop publisher's connection in the management API"):
+        rabbitmq_management("DELETE", f"/connections/{quote(name, safe='')}")
+    publisher.publish({"n": 1}, "bound.a", outcomes.append)  # on a connection the broker closed
+    loop.run_until(lambda: len(outcomes) == 2)
+    assert isinstance(outcomes[1], ServiceUnavailable) and "not reachable" in str(outcomes[1])
+    assert not publisher.ready()  # a new connection is on its way
+    loop.run_until(publisher.ready)
+    publisher.publish({"n": 2}, "bound.a", outcomes.append)
+    loop.run_until(lambda: len(outcomes) == 3)
+    assert outcomes[2] is None
+    publisher.close()
