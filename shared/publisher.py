@@ -256,6 +256,11 @@ class LoopPublisher:
             done(error)
 
     def close(self):
+        """The loop has ended: the connection goes, and no callback runs any more (their loop is gone)."""
         self.closed = True
-        if self.connection is not None:
-            self._fail(ConnectionError("the publisher is closing"))
+        connection, self.connection, self.channel, self.unconfirmed = self.connection, None, None, OrderedDict()
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:
+                pass
