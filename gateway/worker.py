@@ -102,8 +102,8 @@ def main_loop_environ(buffer, client, server):
     (nothing of a next request), with no field the main loop leaves to gunicorn's parser; else None."""
     line = _HEARTBEAT_LINE.match(buffer)
     head_end = buffer.find(b"\r\n\r\n")
-    if line is None or not 0 < head_end <= MAX_MAIN_LOOP_HEAD:
-        return None
+    if line is None or not 0 < head_end <= MAX_MAIN_LOOP_HEAD or not isinstance(client, tuple):
+        return None  # (a client on a unix socket has no address: gunicorn's environ says what it has)
     environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": f"{PREFIX}/monitoring/heartbeat",
                "QUERY_STRING": "", "RAW_URI": f"{PREFIX}/monitoring/heartbeat",
                "SERVER_PROTOCOL": f"HTTP/1.{line[1].decode()}", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
@@ -267,42 +267,47 @@ class GatewayWorker(gthread.ThreadWorker):
                 body = b"".join(self.wsgi(environ, lambda status, headers, exc_info=None: answer.extend((status, headers))))
         except WouldBlock:
             return False
+        except Exception:  # the app answers its own errors; this is a fault of the path itself: a thread tries
+            log.exception("a heartbeat could not be answered on the main loop")
+            return False
         status, headers = answer
         keep_alive = keeps_alive(environ) and self.cfg.keepalive > 0
         conn.read_ahead = None
         if not publishes:  # answered without a message (refused, invalid): at once
-            self._send_answer(conn, response_bytes(status, headers, body, keep_alive), keep_alive)
+            self._send_answer(conn, status, headers, body, keep_alive)
             return True
 
         def confirmed(error):
             if error is None:
-                self._send_answer(conn, response_bytes(status, headers, body, keep_alive), keep_alive)
+                self._send_answer(conn, status, headers, body, keep_alive)
                 return
             log.warning("heartbeat answered 503 after all: %s", error,
                         extra={"request_id": dict(headers).get("X-Request-Id")})
             failed = json.dumps(error.to_dict()).encode()
             kept = [(n, v) for n, v in headers if n.lower() not in ("content-length", "content-type")]
-            self._send_answer(conn, response_bytes(
-                "503 Service Unavailable", kept + [("Content-Type", "application/json"),
-                                                    ("Content-Length", str(len(failed)))], failed, False), False)
+            self._send_answer(conn, "503 Service Unavailable", kept + [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(failed)))], failed, False)
 
         (message, routing_key), = publishes
         self.loop_publisher.publish(message, routing_key, confirmed)
         return True
 
-    def _send_answer(self, conn, data, keep_alive):
-        """The main loop's answer, then the connection kept alive as gthread keeps it, or closed."""
+    def _send_answer(self, conn, status, headers, body, keep_alive):
+        """The main loop's answer, then the connection kept alive as gthread keeps it, or closed (a stopping
+        worker closes it: its answer says so)."""
+        keep_alive = keep_alive and self.alive
         try:
-            conn.sock.sendall(data)  # non-blocking: a small answer fits the socket's buffer, else the client is gone
-        except OSError:
-            keep_alive = False
-        if keep_alive and self.alive:
-            conn.set_timeout()
-            self.keepalived_conns.append(conn)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
-        else:
-            self.nr_conns -= 1
-            conn.close(graceful=True)
+            # Non-blocking: a small answer fits the socket's buffer, else the client is gone.
+            conn.sock.sendall(response_bytes(status, headers, body, keep_alive))
+            if keep_alive:
+                conn.set_timeout()
+                self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+                self.keepalived_conns.append(conn)
+                return
+        except (OSError, ValueError):  # the client went away (ValueError: its socket is closed)
+            pass
+        self.nr_conns -= 1
+        conn.close(graceful=True)
 
     def _stop_reading(self, conn):
         self._forget(self.reading, conn)
