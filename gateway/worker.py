@@ -28,6 +28,7 @@ but first takes in the connections already queued on its listener and then close
 rolling restart then resets no request that had reached the gateway (gateway/gunicorn.conf.py drains the
 proxy before this, and docker/haproxy/haproxy.cfg retries what was refused).
 """
+import contextvars
 import io
 import json
 import logging
@@ -262,9 +263,14 @@ class GatewayWorker(gthread.ThreadWorker):
         if environ is None or not self.loop_publisher.ready():
             return False
         answer = []
-        try:
+
+        def call_app():  # in a context of its own: what the app sets there (a request id) ends with it
             with running_on_main_loop() as publishes:
                 body = b"".join(self.wsgi(environ, lambda status, headers, exc_info=None: answer.extend((status, headers))))
+            return body, publishes
+
+        try:
+            body, publishes = contextvars.copy_context().run(call_app)
         except WouldBlock:
             return False
         except Exception:  # the app answers its own errors; this is a fault of the path itself: a thread tries
