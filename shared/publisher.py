@@ -52,6 +52,23 @@ def event_exchange(config, source):
     return get_event_exchange(source, config)
 
 
+def _nothing_consumes(routing_key):
+    """A mandatory message the broker returned: no queue is bound for its routing key."""
+    return ServiceUnavailable(f"nothing consumes {routing_key} yet; try again later", {"routing_key": [routing_key]})
+
+
+def _unreachable(exc):
+    return ServiceUnavailable("message broker is not reachable", {"broker": [str(exc) or repr(exc)]})
+
+
+def _release(connection):
+    """Close a kombu connection that may be broken already."""
+    try:
+        connection.release()
+    except Exception:
+        pass
+
+
 class _ThreadChannel:
     def __init__(self, amqp_uri, exchange, name):
         self.pid = os.getpid()
@@ -63,10 +80,7 @@ class _ThreadChannel:
         exchange(self.producer.channel).declare()
 
     def close(self):
-        try:
-            self.connection.release()
-        except Exception:
-            pass
+        _release(self.connection)
 
 
 class ConfirmedPublisher:
@@ -103,10 +117,9 @@ class ConfirmedPublisher:
             except Exception as exc:  # a dropped connection: a fresh one, once
                 self._discard()
                 if attempt == 2:
-                    raise ServiceUnavailable("message broker is not reachable", {"broker": [str(exc)]}) from exc
+                    raise _unreachable(exc) from exc
         if channel.returned:
-            raise ServiceUnavailable(f"nothing consumes {routing_key} yet; try again later",
-                                     {"routing_key": [routing_key]})
+            raise _nothing_consumes(routing_key)
 
     def _discard(self):
         channel = getattr(self._local, "channel", None)
@@ -182,7 +195,7 @@ class LoopPublisher:
     def _connected(self, connection, channel):
         self.connecting = False
         if self.closed:
-            connection.release()
+            _release(connection)
             return
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
@@ -228,8 +241,7 @@ class LoopPublisher:
 
     def _on_ack(self, delivery_tag, multiple):
         for done, routing_key, returned, _ in self._settle(delivery_tag, multiple):
-            done(ServiceUnavailable(f"nothing consumes {routing_key} yet; try again later",
-                                    {"routing_key": [routing_key]}) if returned else None)
+            done(_nothing_consumes(routing_key) if returned else None)
 
     def _on_nack(self, delivery_tag, multiple):
         for done, *_ in self._settle(delivery_tag, multiple):
@@ -250,12 +262,9 @@ class LoopPublisher:
                 self.unregister(connection.connection.sock)
             except (KeyError, ValueError, OSError, AttributeError):
                 pass
-            try:
-                connection.release()
-            except Exception:
-                pass
+            _release(connection)
         failed, self.unconfirmed = list(self.unconfirmed.values()), OrderedDict()
-        error = ServiceUnavailable("message broker is not reachable", {"broker": [str(exc) or repr(exc)]})
+        error = _unreachable(exc)
         for done, *_ in failed:
             done(error)
 
@@ -264,7 +273,4 @@ class LoopPublisher:
         self.closed = True
         connection, self.connection, self.channel, self.unconfirmed = self.connection, None, None, OrderedDict()
         if connection is not None:
-            try:
-                connection.release()
-            except Exception:
-                pass
+            _release(connection)
