@@ -184,7 +184,7 @@ class GatewayWorker(gthread.ThreadWorker):
     def run(self):
         settings = load_settings()
         self.loop_publisher = None
-        if str(settings.section("gateway").get("heartbeats_on_main_loop", True)).lower() not in ("false", "0", "no"):
+        if settings.section("gateway").get("heartbeats_on_main_loop", True):  # YAML's booleans: false, no, off, 0
             self.loop_publisher = LoopPublisher(
                 settings.amqp_uri, AGENT_EXCHANGE, call_soon=self.method_queue.defer,
                 register=lambda sock, callback: self.poller.register(sock, selectors.EVENT_READ, callback),
