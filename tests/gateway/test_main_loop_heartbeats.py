@@ -2,11 +2,10 @@
 runs it: answered while the worker's only thread is held, each once the broker has its message; what the
 app refuses is answered there too, and what would wait on inventory (a token not in the cache) goes to a
 thread and gets the same answer as ever."""
+import contextlib
 import http.client
 import json
 import socket
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
@@ -16,46 +15,25 @@ from kombu import Connection, Exchange, Queue
 from gateway.routes import PREFIX
 from shared.schemas.agent import EXCHANGE, heartbeat_routing_key
 from tests.conftest import agent_token
+from tests.gateway.served import served_gateway
 from tests.monitoring.helpers import child_env
-from tests.stack import ROOT
 from tests.waiting import wait_for
-from tests.ports import free_port
 
 _seq = count(1)
-
-
-def _answers(port):
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", f"{PREFIX}/openapi.json")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def gateway(settings, tmp_path, inventory, provisioner):
     """gunicorn with one worker of one thread: ``make(**env)`` -> its port."""
-    processes = []
+    started = count(1)
+    with contextlib.ExitStack() as stack:
 
-    def make(**extra):
-        port = free_port()
-        env = dict(child_env(settings), STEWARD_BIND=f"127.0.0.1:{port}", STEWARD_GATEWAY_WORKERS="1",
-                   STEWARD_GATEWAY_THREADS="1", STEWARD_GATEWAY_IDLE_TIMEOUT="20",
-                   STEWARD_UPDATER_STORAGE=str(tmp_path / "images"), **extra)
-        log = open(tmp_path / f"gunicorn-{port}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn.conf.py"),
-                                    "gateway.app:get_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append((process, log))
-        wait_for(lambda: process.poll() is not None or _answers(port), timeout=60, what="gunicorn to answer")
-        assert process.poll() is None, (tmp_path / f"gunicorn-{port}.log").read_text()
-        return port
+        def make(**extra):
+            env = dict(child_env(settings), STEWARD_GATEWAY_WORKERS="1", STEWARD_GATEWAY_THREADS="1",
+                       STEWARD_GATEWAY_IDLE_TIMEOUT="20", STEWARD_UPDATER_STORAGE=str(tmp_path / "images"), **extra)
+            return stack.enter_context(served_gateway(env, tmp_path / f"gunicorn-{next(started)}.log")).port
 
-    yield make
-    for process, log in processes:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        yield make
 
 
 def _heartbeat(server_id, **changes):

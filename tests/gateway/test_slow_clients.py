@@ -4,54 +4,28 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import TEST_DB, TEST_VHOST
+from tests.gateway.served import served_gateway
 from tests.waiting import wait_for
-from tests.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 HEAD_TIMEOUT = 3
 SLOW_CLIENTS = 50
-
-
-def _answers(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def gateway(settings, tmp_path):
     """gunicorn as `make up` runs it, with one worker of two threads, so two held threads would stop it."""
-    port = free_port()
-    env = dict(os.environ, STEWARD_BIND=f"127.0.0.1:{port}", STEWARD_DB_NAME=TEST_DB, STEWARD_AMQP_VHOST=TEST_VHOST,
+    env = dict(os.environ, STEWARD_DB_NAME=TEST_DB, STEWARD_AMQP_VHOST=TEST_VHOST,
                STEWARD_SECRET_KEY="test-secret-key", STEWARD_UPDATER_STORAGE=str(tmp_path / "images"),
                STEWARD_GATEWAY_WORKERS="1", STEWARD_GATEWAY_THREADS="2",
                STEWARD_GATEWAY_HEAD_TIMEOUT=str(HEAD_TIMEOUT))
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gateway" / "gunicorn.conf.py"),
-                                "gateway.app:get_app()"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: process.poll() is not None or _answers(f"{url}/api/v2/openapi.json"), timeout=60,
-                 what="gunicorn to answer")
-        assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-        yield SimpleNamespace(port=port, process=process)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    with served_gateway(env, tmp_path / "gunicorn.log") as gateway:
+        yield gateway
 
 
 def _still_waiting(sock):
